@@ -1,0 +1,1 @@
+"""Agents that learn in imagination and in real environments (see issue: agents)."""

@@ -1,0 +1,28 @@
+"""The `dreamworld` command: one subcommand per job, each configured by a typed dataclass."""
+
+from __future__ import annotations
+
+import sys
+
+import tyro
+
+from .cli_data import CollectArgs, DatasetArgs, run_collect, run_dataset
+
+COMMANDS = {
+    "collect": (CollectArgs, run_collect),
+    "dataset": (DatasetArgs, run_dataset),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the chosen subcommand; user errors exit with a one-line message."""
+    from dreamworld.envs import DatasetError
+
+    args = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()},
+                                                prog="dreamworld", args=argv)
+    runner = next(run for cls, run in COMMANDS.values() if isinstance(args, cls))
+    try:
+        runner(args)
+    except (DatasetError, ValueError, ImportError, FileNotFoundError) as e:
+        print(f"dreamworld: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,111 @@
+"""`dreamworld collect` and `dreamworld dataset`: record real play, inspect and export datasets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import tyro
+
+from .console import print_table
+
+
+@dataclass
+class CollectArgs:
+    """Record episodes of a real env into a dataset directory (continues an existing one)."""
+
+    env: str = "Bricks"
+    """env id: a built-in game (Bricks, Cave, Catch), an Atari id (ALE/Pong-v5), crafter, or any Gymnasium pixel env"""
+    steps: int = 10_000
+    """collect until the dataset holds this many steps (running again after a kill continues)"""
+    out: str = "data/bricks"
+    """dataset directory (created if new)"""
+    policy: Literal["random", "scripted", "mixed"] = "mixed"
+    """who plays: random actions, the game's scripted policy, or alternating episodes of both"""
+    seed: int = 0
+    """seed of the envs and the random policy"""
+    num_envs: int = 1
+    """envs stepped side by side"""
+    size: tuple[int, int] = (64, 64)
+    """observation height and width in pixels"""
+
+
+@dataclass
+class DatasetArgs:
+    """Print a dataset's statistics; optionally export an episode to MP4 or GIF."""
+
+    data: Annotated[str, tyro.conf.Positional]
+    """dataset directory"""
+    export: str | None = None
+    """write an episode to this .mp4 or .gif file"""
+    episode: int = 0
+    """which episode to export"""
+    fps: int | None = None
+    """frames per second of the export (default: the env's render_fps)"""
+    scale: int = 4
+    """nearest-neighbour upscaling of exported frames"""
+
+
+def run_collect(args: CollectArgs) -> None:
+    """Collect and print a summary table."""
+    from dreamworld.envs import collect
+
+    started = time.perf_counter()
+    result = collect(args.env, args.out, args.steps, policy=args.policy, seed=args.seed, num_envs=args.num_envs,
+                     size=args.size)
+    seconds = time.perf_counter() - started
+    print_table(f"collected {args.env} into {args.out}", {
+        "episodes added": result.episodes_added, "steps added": result.steps_added,
+        "episodes in dataset": result.episodes_total, "steps in dataset": result.steps_total,
+        "recovered after a crash": result.recovered, "seconds": f"{seconds:.1f}",
+        "steps/s": f"{result.steps_added / max(seconds, 1e-9):.0f}"})
+
+
+def env_fps(env_id: str, default: int = 30) -> int:
+    """The env's metadata render_fps (for videos), or `default` when the env does not say."""
+    from dreamworld.envs import make_env
+
+    try:
+        env = make_env(env_id)
+    except (ImportError, ValueError):
+        return default
+    fps = env.metadata.get("render_fps") or default
+    env.close()
+    return int(fps)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int) -> Path:
+    """Write uint8 (T, H, W, 3) frames to .mp4 (ffmpeg) or .gif."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"cannot export to {path}: use a .mp4 or .gif file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
+    return path
+
+
+def run_dataset(args: DatasetArgs) -> None:
+    """Print stats; export one episode when asked."""
+    from dreamworld.envs import EpisodeDataset
+
+    ds = EpisodeDataset(args.data)
+    stats = ds.stats()
+    hist = stats.pop("action_histogram", None)
+    rows = {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in stats.items()}
+    if hist is not None:
+        total = max(sum(hist), 1)
+        rows["actions"] = "  ".join(f"{a}:{100 * c / total:.0f}%" for a, c in enumerate(hist))
+    print_table(f"dataset {args.data}", rows)
+    if args.export:
+        frames = ds.episode(args.episode)["frames"]
+        frames = frames.repeat(args.scale, axis=1).repeat(args.scale, axis=2)  # (T, H*s, W*s, 3)
+        path = write_video(args.export, frames, args.fps or env_fps(ds.env_id))
+        print(f"episode {args.episode} ({len(frames)} frames) written to {path}")

@@ -1,0 +1,15 @@
+"""Environments: built-in games, adapters for Gymnasium pixel envs, episode datasets and their collection."""
+
+from .collect import POLICIES, CollectResult, collect, make_policy
+from .dataset import DatasetError, EpisodeDataset, EpisodeInfo
+from .dataset_writer import DatasetWriter
+from .games import register_games
+from .make import builtin_ids, make_env
+from .spaces import space_from_json, space_to_json
+
+register_games()
+
+__all__ = [
+    "POLICIES", "CollectResult", "DatasetError", "DatasetWriter", "EpisodeDataset", "EpisodeInfo", "builtin_ids",
+    "collect", "make_env", "make_policy", "register_games", "space_from_json", "space_to_json",
+]

@@ -1,0 +1,115 @@
+"""Record episodes from real envs into a dataset with a random, scripted or mixed policy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from .dataset_writer import DatasetWriter
+from .make import make_env
+
+Policy = Callable[[np.ndarray], object]
+POLICIES = ("random", "scripted", "mixed")
+
+
+def make_policy(name: str, env: gym.Env, seed: int) -> Policy:
+    """A policy acting in `env`: 'random' samples the action space; 'scripted' asks the game for its
+    hand-written action (built-in games)."""
+    if name == "random":
+        space = env.action_space
+        space.seed(seed)
+        return lambda obs: space.sample()
+    if name == "scripted":
+        game = env.unwrapped
+        if not hasattr(game, "scripted_action"):
+            raise ValueError(f"{env.spec.id if env.spec else game} has no scripted policy: use --policy random")
+        return lambda obs: game.scripted_action()
+    raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+
+
+@dataclass
+class _Episode:
+    """Steps of one episode in flight."""
+
+    frames: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+    terminated: list = field(default_factory=list)
+    truncated: list = field(default_factory=list)
+    policy: str = ""
+
+
+def _store(writer: DatasetWriter, ep: _Episode) -> None:
+    writer.add_episode(np.stack(ep.frames), np.asarray(ep.actions), ep.rewards, ep.terminated, ep.truncated,
+                       policy=ep.policy)
+
+
+@dataclass
+class CollectResult:
+    """What a collection run did."""
+
+    episodes_added: int
+    steps_added: int
+    episodes_total: int
+    steps_total: int
+    recovered: int
+
+
+def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str = "random", seed: int = 0,
+            num_envs: int = 1, size: tuple[int, int] = (64, 64), progress: bool = True) -> CollectResult:
+    """Play `env_id` until the dataset at `out` holds at least `steps` steps, storing each finished episode.
+
+    Running it again after a kill continues where the stored episodes end. 'mixed' alternates random and
+    scripted episodes. Episodes still running when the target is reached are stored as truncated.
+    """
+    if steps < 1 or num_envs < 1:
+        raise ValueError(f"--steps and --num-envs must be >= 1, got {steps} and {num_envs}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    envs = [make_env(env_id, size=size) for _ in range(num_envs)]
+    spec_id = envs[0].spec.id if envs[0].spec else env_id
+    with DatasetWriter(out, spec_id, envs[0].observation_space.shape, envs[0].action_space) as writer:
+        start_episodes = writer.episodes
+        start_steps = sum(e["steps"] for e in writer.manifest["episodes"])
+        done_steps = start_steps
+        bar = tqdm(total=steps, initial=min(start_steps, steps), desc=f"collect {spec_id}", unit="step",
+                   disable=not progress)
+        names = [policy if policy != "mixed" else ("random", "scripted")[(start_episodes + i) % 2]
+                 for i in range(num_envs)]
+        policies = {(i, n): make_policy(n, env, seed + i) for i, env in enumerate(envs)
+                    for n in ({"random", "scripted"} if policy == "mixed" else {policy})}
+        episodes = []
+        for i, env in enumerate(envs):
+            obs, _ = env.reset(seed=seed * 100_003 + start_episodes + i)
+            episodes.append(_Episode(frames=[obs], policy=names[i]))
+        while done_steps < steps:
+            for i, env in enumerate(envs[: steps - done_steps]):
+                ep = episodes[i]
+                action = policies[(i, ep.policy)](ep.frames[-1])
+                obs, reward, terminated, truncated, _ = env.step(action)
+                ep.frames.append(obs)
+                ep.actions.append(action)
+                ep.rewards.append(reward)
+                ep.terminated.append(terminated)
+                ep.truncated.append(truncated)
+                if terminated or truncated:
+                    _store(writer, ep)
+                    name = policy if policy != "mixed" else ("random", "scripted")[writer.episodes % 2]
+                    obs, _ = env.reset()
+                    episodes[i] = _Episode(frames=[obs], policy=name)
+            bar.update(min(num_envs, steps - done_steps))
+            done_steps += min(num_envs, steps - done_steps)
+        bar.close()
+        for ep, env in zip(episodes, envs, strict=True):
+            if ep.actions:
+                ep.truncated[-1] = True
+                _store(writer, ep)
+            env.close()
+        total_steps = sum(e["steps"] for e in writer.manifest["episodes"])
+        return CollectResult(writer.episodes - start_episodes, total_steps - start_steps, writer.episodes,
+                             total_steps, writer.recovered)
