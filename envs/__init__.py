@@ -4,6 +4,7 @@ from .collect import POLICIES, CollectResult, collect, make_policy
 from .dataset import DatasetError, EpisodeDataset, EpisodeInfo
 from .dataset_writer import DatasetWriter
 from .games import register_games
+from .keymaps import noop_action_for
 from .make import builtin_ids, make_env
 from .spaces import space_from_json, space_to_json
 
@@ -11,5 +12,5 @@ register_games()
 
 __all__ = [
     "POLICIES", "CollectResult", "DatasetError", "DatasetWriter", "EpisodeDataset", "EpisodeInfo", "builtin_ids",
-    "collect", "make_env", "make_policy", "register_games", "space_from_json", "space_to_json",
+    "collect", "make_env", "make_policy", "noop_action_for", "register_games", "space_from_json", "space_to_json",
 ]

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 # Crafter's 17 actions, keyed WASD to move, space to do, and letters for the rest.
-_CRAFTER_KEYS = {(): 0, (ord("a"),): 1, (ord("d"),): 2, (ord("w"),): 3, (ord("s"),): 4, (ord(" "),): 5,
+_CRAFTER_KEYS = {(ord("a"),): 1, (ord("d"),): 2, (ord("w"),): 3, (ord("s"),): 4, (ord(" "),): 5,
                  (ord("z"),): 6, (ord("t"),): 7, (ord("r"),): 8, (ord("f"),): 9, (ord("p"),): 10,
                  (ord("1"),): 11, (ord("2"),): 12, (ord("3"),): 13, (ord("4"),): 14, (ord("5"),): 15,
                  (ord("6"),): 16}

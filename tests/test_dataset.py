@@ -34,7 +34,7 @@ def test_round_trip_and_windows(tmp_path):
     ds = EpisodeDataset(tmp_path / "d")
     assert len(ds) == 3 and ds.steps == 5 + 64 + 130
     assert ds.action_space == SPACE and ds.env_id == "Toy-v0"
-    for i, (frames, actions, rewards, terminated, truncated) in enumerate(episodes):
+    for i, (frames, actions, rewards, terminated, _) in enumerate(episodes):
         ep = ds.episode(i)
         np.testing.assert_array_equal(ep["frames"], frames)
         np.testing.assert_array_equal(ep["actions"], actions)
