@@ -7,10 +7,13 @@ import sys
 import tyro
 
 from .cli_data import CollectArgs, DatasetArgs, run_collect, run_dataset
+from .cli_model import EvaluateArgs, TrainArgs, run_evaluate, run_train
 
 COMMANDS = {
     "collect": (CollectArgs, run_collect),
     "dataset": (DatasetArgs, run_dataset),
+    "train": (TrainArgs, run_train),
+    "evaluate": (EvaluateArgs, run_evaluate),
 }
 
 
@@ -18,11 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen subcommand; user errors exit with a one-line message."""
     from dreamworld.envs import DatasetError
 
+    from .checkpoint import CheckpointError
+    from .train import TrainingDiverged
+
     args = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()},
                                                 prog="dreamworld", args=argv)
     runner = next(run for cls, run in COMMANDS.values() if isinstance(args, cls))
     try:
         runner(args)
-    except (DatasetError, ValueError, ImportError, FileNotFoundError) as e:
+    except (DatasetError, CheckpointError, TrainingDiverged, ValueError, ImportError, FileNotFoundError) as e:
         print(f"dreamworld: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
 import tyro
 
 from .console import print_table
+from .media import upscale, write_video
 
 
 @dataclass
@@ -64,37 +63,9 @@ def run_collect(args: CollectArgs) -> None:
         "steps/s": f"{result.steps_added / max(seconds, 1e-9):.0f}"})
 
 
-def env_fps(env_id: str, default: int = 30) -> int:
-    """The env's metadata render_fps (for videos), or `default` when the env does not say."""
-    from dreamworld.envs import make_env
-
-    try:
-        env = make_env(env_id)
-    except (ImportError, ValueError):
-        return default
-    fps = env.metadata.get("render_fps") or default
-    env.close()
-    return int(fps)
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: int) -> Path:
-    """Write uint8 (T, H, W, 3) frames to .mp4 (ffmpeg) or .gif."""
-    import imageio.v3 as iio
-
-    path = Path(path)
-    if path.suffix.lower() not in (".mp4", ".gif"):
-        raise ValueError(f"cannot export to {path}: use a .mp4 or .gif file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
-    else:
-        iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
-    return path
-
-
 def run_dataset(args: DatasetArgs) -> None:
     """Print stats; export one episode when asked."""
-    from dreamworld.envs import EpisodeDataset
+    from dreamworld.envs import EpisodeDataset, env_render_fps
 
     ds = EpisodeDataset(args.data)
     stats = ds.stats()
@@ -106,6 +77,6 @@ def run_dataset(args: DatasetArgs) -> None:
     print_table(f"dataset {args.data}", rows)
     if args.export:
         frames = ds.episode(args.episode)["frames"]
-        frames = frames.repeat(args.scale, axis=1).repeat(args.scale, axis=2)  # (T, H*s, W*s, 3)
-        path = write_video(args.export, frames, args.fps or env_fps(ds.env_id))
+        fps = args.fps or ds.manifest.get("render_fps") or env_render_fps(ds.env_id)
+        path = write_video(args.export, upscale(frames, args.scale), fps)
         print(f"episode {args.episode} ({len(frames)} frames) written to {path}")

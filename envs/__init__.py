@@ -5,12 +5,13 @@ from .dataset import DatasetError, EpisodeDataset, EpisodeInfo
 from .dataset_writer import DatasetWriter
 from .games import register_games
 from .keymaps import noop_action_for
-from .make import builtin_ids, make_env
+from .make import builtin_ids, env_render_fps, make_env
 from .spaces import space_from_json, space_to_json
 
 register_games()
 
 __all__ = [
     "POLICIES", "CollectResult", "DatasetError", "DatasetWriter", "EpisodeDataset", "EpisodeInfo", "builtin_ids",
-    "collect", "make_env", "make_policy", "noop_action_for", "register_games", "space_from_json", "space_to_json",
+    "collect", "env_render_fps", "make_env", "make_policy", "noop_action_for", "register_games", "space_from_json",
+    "space_to_json",
 ]

@@ -73,7 +73,8 @@ def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str = "rand
         raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     envs = [make_env(env_id, size=size) for _ in range(num_envs)]
     spec_id = envs[0].spec.id if envs[0].spec else env_id
-    with DatasetWriter(out, spec_id, envs[0].observation_space.shape, envs[0].action_space) as writer:
+    with DatasetWriter(out, spec_id, envs[0].observation_space.shape, envs[0].action_space,
+                       render_fps=envs[0].metadata.get("render_fps")) as writer:
         start_episodes = writer.episodes
         start_steps = sum(e["steps"] for e in writer.manifest["episodes"])
         done_steps = start_steps

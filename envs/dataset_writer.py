@@ -40,7 +40,7 @@ class DatasetWriter:
     """
 
     def __init__(self, path: str | os.PathLike, env_id: str, obs_shape: tuple[int, ...],
-                 action_space: gym.Space, chunk_frames: int = 64):
+                 action_space: gym.Space, chunk_frames: int = 64, render_fps: int | None = None):
         self.path = Path(path)
         check_directory(self.path)
         try:
@@ -61,7 +61,8 @@ class DatasetWriter:
         else:
             self.manifest = {"format": FORMAT, "version": VERSION, "env_id": env_id, "obs_shape": list(obs_shape),
                              "action_space": space_to_json(action_space), "chunk_frames": int(chunk_frames),
-                             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "episodes": []}
+                             "render_fps": render_fps, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "episodes": []}
             self._write_manifest()
         self.obs_shape = tuple(self.manifest["obs_shape"])
         self.chunk_frames = int(self.manifest["chunk_frames"])

@@ -128,3 +128,14 @@ def _make_gymnasium(env_id: str, *, size, render_mode, **options) -> gym.Env:
     if render_mode == "human":
         env = gym.wrappers.HumanRendering(env)
     return env
+
+
+def env_render_fps(env_id: str, default: int = 30) -> int:
+    """The env's metadata render_fps (for videos and play), or `default` when the env does not say or is absent."""
+    try:
+        env = make_env(env_id)
+    except (ImportError, ValueError):
+        return default
+    fps = env.metadata.get("render_fps") or default
+    env.close()
+    return int(fps)

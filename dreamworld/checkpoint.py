@@ -1,0 +1,132 @@
+"""Checkpoint directories: config.json + model.safetensors (+ starts.safetensors, + train_state.pt for resume).
+
+Weights are never pickled. Every file is written to a temporary name, fsynced and renamed. The training state
+is a torch file loaded with `weights_only=True` (tensors and plain containers only), and only for resume.
+Loading refuses, with a message naming the problem, anything missing, truncated, pickled or foreign.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from dreamworld.envs.dataset import atomic_write
+
+from .world_model import WorldModel, WorldModelConfig
+
+FORMAT = "dreamworld-world-model"
+VERSION = 1
+CONFIG, WEIGHTS, STARTS, TRAIN_STATE = "config.json", "model.safetensors", "starts.safetensors", "train_state.pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be loaded; the message says why and what to do."""
+
+
+def _looks_pickled(data: bytes) -> bool:
+    """Pickle streams start with the PROTO opcode 0x80; torch.save files are zip archives ("PK")."""
+    return data[:1] == b"\x80" or data[:2] == b"PK"
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, refusing pickles and truncated files with a clear error."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a world-model checkpoint needs {WEIGHTS} beside {CONFIG}")
+    data = path.read_bytes()
+    if _looks_pickled(data):
+        raise CheckpointError(f"{path} is a pickle / torch.save file, not safetensors: dreamworld never loads "
+                              "pickles from files (they can run code); convert the weights to safetensors")
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e}): it may be truncated; "
+                              "train again or restore it") from None
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """Atomically write tensors (made contiguous, on CPU) as safetensors."""
+    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write(path, lambda f: f.write(data))
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Atomically write JSON."""
+    data = json.dumps(obj, indent=1).encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
+def save_model(run: str | os.PathLike, model: WorldModel, info: dict | None = None) -> None:
+    """Write config.json (+ `info`, e.g. training summary) and model.safetensors into `run`."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    write_safetensors(run / WEIGHTS, model.state_dict(), metadata={"format": FORMAT})
+    write_json(run / CONFIG, {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(),
+                              "info": info or {}})
+
+
+def read_config(run: str | os.PathLike) -> tuple[WorldModelConfig, dict]:
+    """The model config and the info saved beside it."""
+    run = Path(run)
+    if not run.exists():
+        raise CheckpointError(f"checkpoint directory {run} does not exist: train one with dreamworld train")
+    if not run.is_dir():
+        raise CheckpointError(f"{run} is a file: pass a checkpoint directory holding {CONFIG} and {WEIGHTS}")
+    file = run / CONFIG
+    if not file.is_file():
+        raise CheckpointError(f"{run} has no {CONFIG}: not a dreamworld checkpoint directory")
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file} is not valid JSON ({e}): the checkpoint is damaged") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{file} is not a dreamworld world-model config (format="
+                              f"{data.get('format') if isinstance(data, dict) else None!r})")
+    if data.get("version", 0) > VERSION:
+        raise CheckpointError(f"{file} has version {data['version']}; this dreamworld reads up to {VERSION}")
+    try:
+        return WorldModelConfig.from_dict(data["config"]), data.get("info", {})
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{file} holds a config this dreamworld cannot build ({e})") from None
+
+
+def load(run: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
+    """Load the world model in `run`, in eval mode, on `device`, ready to imagine."""
+    cfg, _ = read_config(run)
+    model = WorldModel(cfg)
+    state = read_safetensors(Path(run) / WEIGHTS)
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise CheckpointError(f"{Path(run) / WEIGHTS} does not match its config: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]}; the weights belong to another model")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{Path(run) / WEIGHTS} does not match its config ({e})") from None
+    return model.to(device).eval()
+
+
+def save_train_state(run: str | os.PathLike, state: dict) -> None:
+    """Atomically write the resume state (tensors, numbers, strings, containers only)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(Path(run) / TRAIN_STATE, lambda f: f.write(buffer.getvalue()))
+
+
+def load_train_state(run: str | os.PathLike) -> dict:
+    """Read the resume state with `weights_only=True`: nothing in it can run code."""
+    path = Path(run) / TRAIN_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: nothing to resume; start without --resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be loaded safely ({str(e).splitlines()[0]}): it is damaged or "
+                              "holds objects other than tensors; start training again without --resume") from None

@@ -1,0 +1,83 @@
+"""Training data in memory: frames for the tokenizer, token windows for the dynamics, a held-out split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dreamworld.envs import EpisodeDataset
+
+
+def split_episodes(ds: EpisodeDataset, holdout: float) -> tuple[list[int], list[int]]:
+    """Train and held-out episode indices: every k-th episode is held out (at least one when there are two or
+    more), so both halves mix the policies that recorded the data."""
+    n = len(ds)
+    if n == 0:
+        raise ValueError(f"{ds.path} holds no episodes: collect some first")
+    if n == 1 or holdout <= 0:
+        return list(range(n)), []
+    every = max(2, round(1 / holdout))
+    held = [i for i in range(n) if i % every == every - 1] or [n - 1]
+    return [i for i in range(n) if i not in held], held
+
+
+@dataclass
+class Steps:
+    """Episodes laid end to end: frame i and step i share an index; the last frame of an episode has a dummy
+    step with valid = False, so a window never learns across an episode boundary."""
+
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    actions: torch.Tensor  # (F, ...) action taken at each frame
+    rewards: torch.Tensor  # (F,) float32
+    ends: torch.Tensor  # (F,) bool, terminated
+    valid: torch.Tensor  # (F,) bool, a real step follows this frame
+    episode_start: torch.Tensor  # (F,) long, index of the first frame of each frame's episode
+
+
+def load_steps(ds: EpisodeDataset, episodes: list[int], progress: bool = True) -> Steps:
+    """Read `episodes` of `ds` into one `Steps` (frames stay uint8 numpy)."""
+    frames, actions, rewards, ends, valid, starts = [], [], [], [], [], []
+    offset = 0
+    for i in tqdm(episodes, desc="loading episodes", disable=not progress, leave=False):
+        ep = ds.episode(i)
+        steps = len(ep["actions"])
+        frames.append(ep["frames"])
+        actions.append(np.concatenate([ep["actions"], ep["actions"][-1:]]))
+        rewards.append(np.concatenate([ep["rewards"], [0.0]]).astype(np.float32))
+        ends.append(np.concatenate([ep["terminated"], [False]]))
+        valid.append(np.arange(steps + 1) < steps)
+        starts.append(np.full(steps + 1, offset))
+        offset += steps + 1
+    return Steps(np.concatenate(frames), torch.from_numpy(np.concatenate(actions)),
+                 torch.from_numpy(np.concatenate(rewards)), torch.from_numpy(np.concatenate(ends)),
+                 torch.from_numpy(np.concatenate(valid)), torch.from_numpy(np.concatenate(starts)))
+
+
+class WindowSampler:
+    """Random windows of `length` steps over tokens: uniform over valid starts, and with probability
+    `end_share` a window that contains an episode's termination (rare events would otherwise be seldom seen)."""
+
+    def __init__(self, steps: Steps, tokens: torch.Tensor, length: int, end_share: float, seed: int):
+        self.steps, self.tokens, self.length, self.end_share = steps, tokens, length, end_share
+        total = len(tokens)
+        self.starts = torch.nonzero(steps.valid[: total - 1]).squeeze(1)  # (S,)
+        self.end_steps = torch.nonzero(steps.ends).squeeze(1)  # (E,)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        """tokens (B, T+1, N), actions (B, T, ...), rewards (B, T), ends (B, T), mask (B, T) of steps to learn."""
+        g = self.generator
+        starts = self.starts[torch.randint(len(self.starts), (batch,), generator=g)]  # (B,)
+        if len(self.end_steps) and self.end_share > 0:
+            pick = torch.rand(batch, generator=g) < self.end_share
+            ends = self.end_steps[torch.randint(len(self.end_steps), (batch,), generator=g)]
+            back = torch.randint(self.length, (batch,), generator=g)
+            starts = torch.where(pick, torch.maximum(ends - back, self.steps.episode_start[ends]), starts)
+        steps_idx = (starts[:, None] + torch.arange(self.length)).clamp(max=len(self.tokens) - 2)  # (B, T)
+        mask = torch.cumprod(self.steps.valid[steps_idx].int(), 1).bool()  # (B, T) steps before any boundary
+        frame_idx = torch.cat([steps_idx, steps_idx[:, -1:] + 1], 1)  # (B, T+1)
+        return {"tokens": self.tokens[frame_idx], "actions": self.steps.actions[steps_idx],
+                "rewards": self.steps.rewards[steps_idx], "ends": self.steps.ends[steps_idx], "mask": mask}

@@ -1,0 +1,229 @@
+"""The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
+
+The tokens of frame t, with action a_t added, predict every token of frame t+1 at once (one softmax per FSQ
+digit), plus the reward and the termination of that step. Time enters through rotary embeddings over the frame
+index (so cached keys stay valid as the window slides); space through a learned embedding per token position.
+All attention goes through `dreamworld.kernels.attention`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamworld.kernels import RMSNorm, attention
+
+REWARD_CLASSES = 3  # reward sign: negative, zero, positive
+
+
+@dataclass
+class DynamicsConfig:
+    """Size and shape of the dynamics transformer."""
+
+    d_model: int = 256
+    """width of the residual stream"""
+    n_layers: int = 6
+    """transformer blocks"""
+    n_heads: int = 8
+    """attention heads (d_model / n_heads must be 16, 32, 64 or 128)"""
+    context_frames: int = 8
+    """frames the model sees: training windows and the sliding KV-cache window during generation"""
+    mlp_ratio: float = 4.0
+    """hidden width of the MLP as a multiple of d_model"""
+    dropout: float = 0.0
+    """dropout on attention outputs and MLPs"""
+    rope_base: float = 1000.0
+    """base of the rotary frequencies over the frame index"""
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the last `context_frames - 1` frames for every layer, and the next frame's index."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    frame: int = 0
+
+
+def _rotary(frames: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """cos, sin of shape (len(frames), head_dim // 2) for absolute frame indices (computed in float64, so
+    indices far into an episode lose no precision)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=frames.device) / head_dim)
+    angles = frames.to(torch.float64)[:, None] * inv_freq[None, :]  # (F, head_dim/2)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels of x (B, H, N, D) by per-position angles cos/sin (N, D/2)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, N, D/2) each
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, N, D/2, 2)
+    return out.flatten(-2)  # (B, H, N, D)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with frame-causal self-attention."""
+
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.norm1 = RMSNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.norm2 = RMSNorm(cfg.d_model)
+        hidden = int(cfg.mlp_ratio * cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, cfg.d_model), nn.Dropout(cfg.dropout))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, tokens_per_frame: int,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x (B, L, C) -> (B, L, C); with `past` keys/values (B, H, Lp, D) the queries are the last L positions.
+        Returns the output and the keys and values attended over (B, H, Lp+L, D), for caching."""
+        B, L, C = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(C, dim=2)
+        q = q.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, D)
+        k = k.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, D)
+        v = v.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, D)
+        q, k = _apply_rotary(q, cos, sin), _apply_rotary(k, cos, sin)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)  # (B, H, Lp+L, D)
+        y = attention(q, k, v, tokens_per_frame=tokens_per_frame)  # (B, H, L, D)
+        y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
+        x = x + self.drop(self.proj(y))
+        x = x + self.mlp(self.norm2(x))
+        return x, (k, v)
+
+
+class ActionEmbedding(nn.Module):
+    """Discrete actions through a table; Box actions scaled to [-1, 1] then through a linear layer."""
+
+    def __init__(self, space: gym.Space, d_model: int):
+        super().__init__()
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        if self.discrete:
+            self.start = int(space.start)
+            self.embed = nn.Embedding(int(space.n), d_model)
+        elif isinstance(space, gym.spaces.Box):
+            low = torch.as_tensor(space.low, dtype=torch.float32).flatten()
+            high = torch.as_tensor(space.high, dtype=torch.float32).flatten()
+            bounded = torch.isfinite(low) & torch.isfinite(high)
+            self.register_buffer("center", torch.where(bounded, (low + high) / 2, 0.0), persistent=False)
+            self.register_buffer("half", torch.where(bounded, (high - low) / 2, 1.0), persistent=False)
+            self.embed = nn.Linear(low.numel(), d_model)
+        else:
+            raise TypeError(f"unsupported action space {space}: dreamworld handles Discrete and Box")
+
+    def forward(self, actions: torch.Tensor) -> torch.Tensor:
+        """actions (...,) long or (..., A) float -> (..., d_model)."""
+        if self.discrete:
+            return self.embed(actions.long() - self.start)
+        return self.embed((actions.float() - self.center) / self.half)
+
+
+class Dynamics(nn.Module):
+    """Predicts the next frame's tokens, the reward and termination from past frames' tokens and actions."""
+
+    def __init__(self, cfg: DynamicsConfig, levels: list[int], tokens_per_frame: int, action_space: gym.Space):
+        super().__init__()
+        head_dim = cfg.d_model // cfg.n_heads
+        if cfg.d_model % cfg.n_heads or head_dim not in (16, 32, 64, 128):
+            raise ValueError(f"d_model {cfg.d_model} / n_heads {cfg.n_heads} must give a head dim of 16, 32, 64 "
+                             "or 128")
+        self.cfg = cfg
+        self.levels = list(levels)
+        self.tokens_per_frame = tokens_per_frame
+        basis = torch.cumprod(torch.tensor([1, *self.levels[:-1]]), 0)
+        offsets = torch.cumsum(torch.tensor([0, *self.levels[:-1]]), 0)
+        self.register_buffer("basis", basis, persistent=False)
+        self.register_buffer("levels_t", torch.tensor(self.levels), persistent=False)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.digit_embed = nn.Embedding(sum(self.levels), cfg.d_model)
+        self.spatial = nn.Parameter(torch.randn(tokens_per_frame, cfg.d_model) * 0.02)
+        self.action = ActionEmbedding(action_space, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.token_head = nn.Linear(cfg.d_model, sum(self.levels))
+        self.reward_head = nn.Linear(cfg.d_model, REWARD_CLASSES)
+        self.end_head = nn.Linear(cfg.d_model, 1)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def digits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token indices (...,) -> FSQ digits (..., len(levels))."""
+        return (tokens[..., None] // self.basis) % self.levels_t
+
+    def embed(self, tokens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T, N), actions (B, T, ...) -> inputs (B, T*N, C)."""
+        B, T, N = tokens.shape
+        x = self.digit_embed(self.digits(tokens) + self.offsets).sum(-2)  # (B, T, N, C)
+        x = x + self.spatial + self.action(actions)[:, :, None, :]  # (B, T, N, C)
+        return x.reshape(B, T * N, -1)  # (B, T*N, C)
+
+    def heads(self, h: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Final hidden states (B, T*N, C) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3),
+        termination logits (B, T)."""
+        B = h.shape[0]
+        h = self.norm(h).view(B, frames, self.tokens_per_frame, -1)  # (B, T, N, C)
+        pooled = h.mean(dim=2)  # (B, T, C)
+        return self.token_head(h), self.reward_head(pooled), self.end_head(pooled).squeeze(-1)
+
+    def forward(self, tokens: torch.Tensor, actions: torch.Tensor):
+        """Teacher-forced pass over whole windows: tokens (B, T, N), actions (B, T, ...) -> the heads' outputs,
+        where step t predicts frame t+1."""
+        T = tokens.shape[1]
+        x = self.embed(tokens, actions)
+        frame_ids = torch.arange(T, device=tokens.device).repeat_interleave(self.tokens_per_frame)  # (T*N,)
+        cos, sin = _rotary(frame_ids, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base, x.dtype)
+        for block in self.blocks:
+            x, _ = block(x, cos, sin, self.tokens_per_frame)
+        return self.heads(x, T)
+
+    def empty_cache(self) -> KVCache:
+        """A cache holding no frames."""
+        return KVCache(keys=[None] * len(self.blocks), values=[None] * len(self.blocks), frame=0)
+
+    def step(self, tokens: torch.Tensor, actions: torch.Tensor, cache: KVCache):
+        """One frame through the cache: tokens (B, N), actions (B, ...) -> heads for this frame (T = 1).
+
+        The cache gains this frame and drops frames older than `context_frames - 1`, so the cost of a step and
+        the memory stay flat however long the episode runs.
+        """
+        x = self.embed(tokens[:, None], actions[:, None])  # (B, N, C)
+        frame_ids = torch.full((self.tokens_per_frame,), cache.frame, device=tokens.device)
+        cos, sin = _rotary(frame_ids, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base, x.dtype)
+        keep = (self.cfg.context_frames - 1) * self.tokens_per_frame
+        for i, block in enumerate(self.blocks):
+            past = None if cache.keys[i] is None else (cache.keys[i], cache.values[i])
+            x, (k, v) = block(x, cos, sin, self.tokens_per_frame, past)
+            if keep:
+                cache.keys[i], cache.values[i] = k[:, :, -keep:], v[:, :, -keep:]  # (B, H, <=keep, D)
+        cache.frame += 1
+        return self.heads(x, 1)
+
+    def sample(self, digit_logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None):
+        """Digit logits (..., sum(levels)) -> token indices (...,): argmax at temperature 0, else sampled."""
+        digits = []
+        for logits in digit_logits.split(self.levels, dim=-1):  # each (..., L_i)
+            if temperature <= 0:
+                digits.append(logits.argmax(-1))
+            else:
+                probs = F.softmax(logits.float() / temperature, dim=-1)
+                flat = probs.reshape(-1, probs.shape[-1])  # (M, L_i)
+                digits.append(torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]))
+        return (torch.stack(digits, -1) * self.basis).sum(-1)  # (...,)

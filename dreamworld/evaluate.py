@@ -1,0 +1,169 @@
+"""Fidelity evaluation: how close open-loop imagination stays to what really happened, in numbers and pictures.
+
+From real context frames, with the real actions fed in, the model imagines `horizon` steps; each imagined frame
+is compared with the real one (PSNR, SSIM) and with the copy-the-last-real-frame baseline. Reward and
+termination heads are scored one step ahead (teacher forced) over every held-out step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dreamworld.envs import EpisodeDataset
+
+from .tokenizer import PSNR_CAP_DB, psnr
+from .world_model import WorldModel
+
+HORIZON_KEYS = (1, 2, 4, 8, 16)
+
+
+def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-frame PSNR (dB on 0..255, an exact match scores PSNR_CAP_DB) of uint8 (..., H, W, 3) -> (...,)."""
+    mse = (a.float() - b.float()).square().flatten(-3).mean(-1)  # (...,)
+    floor = 255.0**2 * 10 ** (-PSNR_CAP_DB / 10)
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(floor))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-frame SSIM (Gaussian window 11, sigma 1.5, channels averaged) of uint8 (..., H, W, 3) -> (...,)."""
+    lead = a.shape[:-3]
+    x = a.reshape(-1, *a.shape[-3:]).permute(0, 3, 1, 2).double()  # (M, 3, H, W)
+    y = b.reshape(-1, *b.shape[-3:]).permute(0, 3, 1, 2).double()  # (M, 3, H, W)
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum())[:, None] * (g / g.sum())[None, :]  # (11, 11)
+    kernel = g.expand(3, 1, 11, 11)  # one window per channel
+
+    def blur(t):
+        return F.conv2d(t, kernel, groups=3)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))  # (M, 3, h, w)
+    return s.mean(dim=(1, 2, 3)).float().view(lead)
+
+
+def event_f1(predicted: np.ndarray, actual: np.ndarray) -> float | None:
+    """F1 of event predictions coded as ints (0 = no event, otherwise the event's kind, e.g. a reward's sign);
+    a prediction counts when its kind matches. None when there are neither real nor predicted events."""
+    predicted, actual = np.asarray(predicted, dtype=int), np.asarray(actual, dtype=int)
+    tp = float(np.sum((predicted != 0) & (predicted == actual)))
+    fp, fn = float(np.sum(predicted != 0)) - tp, float(np.sum(actual != 0)) - tp
+    if tp + fp + fn == 0:
+        return None
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def _rollout_starts(ds: EpisodeDataset, episodes: list[int], context: int, horizon: int, samples: int,
+                    seed: int) -> list[tuple[int, int]]:
+    """(episode, first context frame) pairs spread evenly over the held-out episodes."""
+    spans = [(i, s) for i in episodes for s in range(0, ds.episodes[i].steps - context - horizon + 2, 4)]
+    if not spans:
+        raise ValueError(f"no held-out episode has {context + horizon} steps: collect longer episodes or lower "
+                         "--horizon")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(spans), size=min(samples, len(spans)), replace=False)
+    return [spans[k] for k in sorted(pick)]
+
+
+@torch.no_grad()
+def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon: int = 16, samples: int = 128,
+             batch_size: int = 32, seed: int = 0) -> tuple[dict, dict]:
+    """Metrics over `episodes` of `ds`, and examples (real, imagined frames) for videos.
+
+    Returns (metrics, examples): metrics as in metrics.json, examples {"real", "imagined"} uint8 (S, horizon, H, W, 3)
+    for the first few samples.
+    """
+    context = model.cfg.dynamics.context_frames
+    starts = _rollout_starts(ds, episodes, context, horizon, samples, seed)
+    scores = {"psnr": [], "ssim": [], "baseline_psnr": [], "baseline_ssim": []}
+    examples = {"real": [], "imagined": []}
+    for b in range(0, len(starts), batch_size):
+        windows = [ds.window(i, s, context - 1 + horizon) for i, s in starts[b : b + batch_size]]
+        frames = torch.from_numpy(np.stack([w["frames"] for w in windows]))  # (B, K+H, H, W, 3)
+        actions = torch.from_numpy(np.stack([w["actions"] for w in windows]))  # (B, K-1+H, ...)
+        imagined, _, _ = model.imagine(frames[:, :context], actions)
+        real = frames[:, context:]  # (B, horizon, H, W, 3)
+        baseline = frames[:, context - 1 : context].expand_as(real)  # (B, horizon, H, W, 3)
+        imagined = imagined.cpu()
+        scores["psnr"].append(frame_psnr(imagined, real))
+        scores["ssim"].append(ssim(imagined, real))
+        scores["baseline_psnr"].append(frame_psnr(baseline, real))
+        scores["baseline_ssim"].append(ssim(baseline, real))
+        if b == 0:
+            examples = {"real": real[:4].numpy(), "imagined": imagined[:4].numpy()}
+    per_step = {k: torch.cat(v).mean(0) for k, v in scores.items()}  # each (horizon,)
+    metrics = {k: {str(h): float(v[h - 1]) for h in HORIZON_KEYS if h <= horizon} for k, v in per_step.items()}
+    metrics["curves"] = {k: [float(x) for x in v] for k, v in per_step.items()}
+    metrics.update(head_scores(model, ds, episodes))
+    held_frames = np.concatenate([ds.episode(i)["frames"][::7] for i in episodes])[:512]
+    recon = torch.cat([model.tokenizer.decode_uint8(model.encode(torch.from_numpy(held_frames[i : i + 128]))).cpu()
+                       for i in range(0, len(held_frames), 128)])
+    metrics["reconstruction_psnr"] = psnr(recon, held_frames)
+    metrics.update({"episodes": len(episodes), "frames": len(starts) * horizon, "rollouts": len(starts),
+                    "horizon": horizon, "context_frames": context})
+    return metrics, examples
+
+
+@torch.no_grad()
+def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
+    """Reward and termination F1, one step ahead with real context, over every step of `episodes`.
+    A reward event is a nonzero reward; it counts as found when the predicted sign matches."""
+    T = model.cfg.dynamics.context_frames
+    pred_r, true_r, pred_e, true_e = [], [], [], []
+    for i in episodes:
+        ep = ds.episode(i)
+        tokens = model.encode(torch.from_numpy(ep["frames"][:-1]))  # (S, N)
+        actions = model.actions_tensor(ep["actions"])
+        for s in range(0, len(tokens), T):  # windows of T steps; each step sees only its own window's past
+            _, reward_logits, end_logits = model.dynamics(tokens[None, s : s + T], actions[None, s : s + T])
+            pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
+            pred_e.append((end_logits[0] > 0).cpu().numpy())
+        true_r.append(np.sign(ep["rewards"]).astype(int))
+        true_e.append(ep["terminated"].astype(bool))
+    pr, tr = np.concatenate(pred_r), np.concatenate(true_r)
+    pe, te = np.concatenate(pred_e), np.concatenate(true_e)
+    return {"reward_f1": event_f1(pr, tr), "termination_f1": event_f1(pe, te), "reward_events": int(np.sum(tr != 0)),
+            "terminations": int(np.sum(te))}
+
+
+def write_report(out: str | Path, metrics: dict, examples: dict, fps: int) -> dict[str, Path]:
+    """Write metrics.json, psnr.png (model vs baseline over the horizon) and rollout.mp4/.gif
+    (real | imagined | difference). Returns the paths."""
+    from .media import side_by_side, write_video
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    paths = {"metrics": out / "metrics.json", "plot": plot_psnr(metrics, out / "psnr.png")}
+    frames = side_by_side(examples["real"], examples["imagined"])
+    paths["video"] = write_video(out / "rollout.mp4", frames, fps)
+    paths["gif"] = write_video(out / "rollout.gif", frames, fps)
+    return paths
+
+
+def plot_psnr(metrics: dict, path: Path) -> Path:
+    """PSNR per horizon step, model vs copy-last-frame baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.arange(1, len(metrics["curves"]["psnr"]) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(steps, metrics["curves"]["psnr"], "o-", label="world model")
+    ax.plot(steps, metrics["curves"]["baseline_psnr"], "s--", label="copy last real frame")
+    ax.set_xlabel("steps imagined (open loop)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"fidelity on {metrics['episodes']} held-out episodes ({metrics['rollouts']} rollouts)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,305 @@
+"""Frame tokenizer: a conv autoencoder with finite scalar quantization (FSQ) between encoder and decoder.
+
+A uint8 (H, W, 3) frame becomes a row-major grid of integer tokens (H / f) x (W / f), f = 2 ** len(channels);
+the decoder turns tokens back into pixels. FSQ (Mentzer et al. 2023, "Finite Scalar Quantization") bounds each
+latent dimension and rounds it to one of `levels[i]` values: the implicit codebook is the product of the levels,
+with no learned codebook and no commitment loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+PSNR_CAP_DB = 60.0
+"""PSNR reported for a frame reconstructed exactly (its MSE is floored at the MSE of 60 dB)."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Architecture and loss of the frame tokenizer (defaults: the CPU `tiny` preset)."""
+
+    image_size: int = 64
+    """Height and width of the (square) frames, in pixels; a multiple of the downsampling factor."""
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    """Width of each encoder stage; every stage halves the resolution, so the grid is image_size / 2**len."""
+    blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 1])
+    """Residual blocks in each stage (encoder and decoder alike), one entry per stage."""
+    levels: list[int] = field(default_factory=lambda: [8, 8, 8, 5, 5, 5])
+    """FSQ levels per latent dimension; the vocabulary is their product."""
+    groups: int = 8
+    """GroupNorm groups (each stage width must be divisible by it)."""
+    edge_weight: float = 4.0
+    """Extra loss weight on pixels near an edge (local colour range in a 3x3 window, 0..1)."""
+    change_weight: float = 4.0
+    """Extra loss weight on pixels that differ from the previous frame (when previous frames are given)."""
+    l1_weight: float = 1.0
+    """Weight of the L1 reconstruction term (sharp edges)."""
+    mse_weight: float = 1.0
+    """Weight of the squared-error reconstruction term (what PSNR measures)."""
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantization: latent dim i is bounded with tanh and rounded to one of `levels[i]` values.
+
+    Codes are the rounded values scaled to [-1, 1]; rounding passes gradients straight through.
+    """
+
+    def __init__(self, levels: list[int]):
+        super().__init__()
+        if any(n < 2 for n in levels):
+            raise ValueError(f"FSQ levels must all be >= 2, got {levels}")
+        self.levels = list(levels)
+        basis = np.cumprod([1] + self.levels[:-1])  # mixed radix: dim 0 is the least significant digit
+        self.register_buffer("_levels", torch.tensor(self.levels, dtype=torch.float32), persistent=False)
+        self.register_buffer("_basis", torch.tensor(basis, dtype=torch.long), persistent=False)
+
+    @property
+    def dim(self) -> int:
+        """Number of latent dimensions (len(levels))."""
+        return len(self.levels)
+
+    @property
+    def codebook_size(self) -> int:
+        """Number of distinct codes: the product of the levels."""
+        return math.prod(self.levels)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Quantize z (..., dim) to codes (..., dim) in [-1, 1], with straight-through gradients."""
+        half = (self._levels - 1) / 2
+        digits = half * (1 + torch.tanh(z))  # in [0, L - 1]
+        rounded = digits + (digits.round() - digits).detach()  # straight-through estimator
+        return rounded / half - 1
+
+    def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """Map codes (..., dim) in [-1, 1] to integer indices (...) in [0, codebook_size)."""
+        digits = ((codes + 1) * (self._levels - 1) / 2).round().long()  # (..., dim)
+        return (digits * self._basis).sum(-1)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Map integer indices (...) to codes (..., dim) in [-1, 1]."""
+        digits = (indices.unsqueeze(-1) // self._basis) % self._levels.long()  # (..., dim)
+        return digits.float() * 2 / (self._levels - 1) - 1
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: (GroupNorm, SiLU, 3x3 conv) twice, plus the input."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, C, h, w)."""
+        return x + self.body(x)
+
+
+def _encoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """Stride-2 4x4 convs between stages, residual blocks within them, then a 1x1 conv to the FSQ dims."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c, n in zip(cfg.channels, cfg.blocks, strict=True):
+        layers.append(nn.Conv2d(c_in, c, 4, stride=2, padding=1))
+        layers += [ResBlock(c, cfg.groups) for _ in range(n)]
+        c_in = c
+    layers += [nn.GroupNorm(cfg.groups, c_in), nn.SiLU(), nn.Conv2d(c_in, len(cfg.levels), 1)]
+    return nn.Sequential(*layers)
+
+
+def _decoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """The encoder's mirror: 1x1 conv from the FSQ dims, residual blocks, stride-2 4x4 transposed convs."""
+    layers: list[nn.Module] = [nn.Conv2d(len(cfg.levels), cfg.channels[-1], 1)]
+    outs = list(reversed(cfg.channels[:-1]))
+    for c, n, c_out in zip(reversed(cfg.channels), reversed(cfg.blocks), outs + [None], strict=True):
+        layers += [ResBlock(c, cfg.groups) for _ in range(n)]
+        if c_out is None:
+            layers += [nn.GroupNorm(cfg.groups, c), nn.SiLU(), nn.ConvTranspose2d(c, 3, 4, stride=2, padding=1)]
+        else:
+            layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1))
+    return nn.Sequential(*layers)
+
+
+class Tokenizer(nn.Module):
+    """Conv encoder -> FSQ -> conv decoder; frames in as uint8 (B, H, W, 3), tokens out as (B, N) indices."""
+
+    def __init__(self, cfg: TokenizerConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or TokenizerConfig()
+        factor = 2 ** len(cfg.channels)
+        if len(cfg.blocks) != len(cfg.channels):
+            raise ValueError(f"blocks {cfg.blocks} needs one entry per stage of channels {cfg.channels}")
+        if cfg.image_size % factor:
+            raise ValueError(f"image_size {cfg.image_size} is not a multiple of the downsampling factor {factor}: "
+                             "use fewer stages in channels or another image size")
+        self.encoder = _encoder(cfg)
+        self.fsq = FSQ(cfg.levels)
+        self.decoder = _decoder(cfg)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the token grid."""
+        side = self.cfg.image_size // 2 ** len(self.cfg.channels)
+        return side, side
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Tokens per frame, h * w."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct token values (the FSQ codebook size)."""
+        return self.fsq.codebook_size
+
+    def _to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1] on the model's device."""
+        size = self.cfg.image_size
+        if frames.dtype != torch.uint8 or tuple(frames.shape[1:]) != (size, size, 3):
+            raise ValueError(f"frames must be uint8 (B, {size}, {size}, 3), got {frames.dtype} {tuple(frames.shape)}")
+        x = frames.to(self.fsq._levels.device).permute(0, 3, 1, 2)  # (B, 3, H, W)
+        return x.float() / 127.5 - 1
+
+    def _codes(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> quantized codes (B, h, w, dim)."""
+        z = self.encoder(self._to_input(frames))  # (B, dim, h, w)
+        return self.fsq(z.permute(0, 2, 3, 1))  # (B, h, w, dim)
+
+    def _render(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, h, w, dim) -> unclamped image (B, 3, H, W), 0..1 in the pixel range."""
+        return self.decoder(codes.permute(0, 3, 1, 2)) + 0.5  # (B, 3, H, W)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B, H, W, 3) -> (reconstruction float (B, 3, H, W), unclamped; token indices (B, N))."""
+        codes = self._codes(frames)  # (B, h, w, dim)
+        indices = self.fsq.codes_to_indices(codes.detach()).flatten(1)  # (B, h * w)
+        return self._render(codes), indices
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, H, W, 3) -> token indices (B, N), row-major over the grid."""
+        return self.fsq.codes_to_indices(self._codes(frames)).flatten(1)  # (B, h * w)
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Token indices (B, N) -> frames float (B, 3, H, W) in [0, 1]."""
+        h, w = self.grid
+        codes = self.fsq.indices_to_codes(indices.to(self.fsq._basis.device).view(-1, h, w))  # (B, h, w, dim)
+        return self._render(codes).clamp(0, 1)
+
+    @torch.no_grad()
+    def decode_uint8(self, indices: torch.Tensor) -> torch.Tensor:
+        """Token indices (B, N) -> uint8 frames (B, H, W, 3)."""
+        pixels = self.decode(indices).mul(255).round().to(torch.uint8)  # (B, 3, H, W)
+        return pixels.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3)
+
+    def loss(self, frames: torch.Tensor, prev_frames: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted L1 + MSE reconstruction loss of uint8 frames (B, H, W, 3), and named floats to log.
+
+        Each pixel weighs 1 + edge_weight * (local colour range around it in the target) + change_weight *
+        (its largest channel change from prev_frames), so small objects and moving things outweigh the flat
+        background they sit on. The weighted mean divides by the total weight.
+        """
+        cfg = self.cfg
+        recon, indices = self(frames)
+        target = (self._to_input(frames) + 1) / 2  # (B, 3, H, W) in [0, 1]
+        local_range = F.max_pool2d(target, 3, 1, 1) + F.max_pool2d(-target, 3, 1, 1)  # (B, 3, H, W)
+        weight = 1 + cfg.edge_weight * local_range.amax(1, keepdim=True)  # (B, 1, H, W)
+        if prev_frames is not None:
+            prev = (self._to_input(prev_frames) + 1) / 2  # (B, 3, H, W)
+            weight = weight + cfg.change_weight * (target - prev).abs().amax(1, keepdim=True)
+        err = recon - target
+        per_pixel = cfg.mse_weight * err.square() + cfg.l1_weight * err.abs()  # (B, 3, H, W)
+        total = (weight * per_pixel).sum() / (weight.sum() * 3)
+        mse = err.detach().clamp(-1, 1).square().mean()
+        stats = {"loss": total.item(), "mse": mse.item(), "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
+                 "codes_used": float(indices.unique().numel())}
+        return total, stats
+
+
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """Mean over frames of the per-frame PSNR (dB) of two uint8 stacks (..., H, W, C) on the 0..255 scale.
+
+    Each frame's MSE covers all its pixels and channels; an exact match scores PSNR_CAP_DB.
+    """
+    a = torch.as_tensor(np.asarray(a)).float()
+    b = torch.as_tensor(np.asarray(b)).float()
+    mse = (a - b).square().flatten(-3).mean(-1)  # (...,) one MSE per frame
+    floor = 255.0**2 * 10 ** (-PSNR_CAP_DB / 10)
+    return float((10 * torch.log10(255.0**2 / mse.clamp_min(floor))).mean())
+
+
+@torch.no_grad()
+def reconstruct(tokenizer: Tokenizer, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Round trip uint8 frames (N, H, W, 3) through tokens; returns uint8 (N, H, W, 3)."""
+    out = [tokenizer.decode_uint8(tokenizer.encode(torch.from_numpy(frames[i:i + batch_size]))).cpu().numpy()
+           for i in range(0, len(frames), batch_size)]
+    return np.concatenate(out)
+
+
+def train_tokenizer(tokenizer: Tokenizer, frames: np.ndarray, *, seconds: float | None = 240.0,
+                    steps: int | None = None, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
+                    progress: bool = True, log_fn=None, holdout: float = 0.05, warmup: int = 100,
+                    log_every: int = 50) -> dict:
+    """Train on uint8 frames (N, H, W, 3), given in episode order, until `seconds` or `steps` run out.
+
+    The last `holdout` fraction of frames (the last episodes) is kept out of training and scored at the end.
+    Batches pair each sampled frame with its predecessor, which the loss uses to weigh what changed (at an
+    episode start the predecessor belongs to the previous episode: a harmless, rare extra weight).
+    AdamW with linear warmup then cosine decay to 5% over the budget (time or steps, whichever ends first),
+    gradient norm clipped at 1. `log_fn(step, stats)` is called every `log_every` steps.
+    Returns steps, seconds, frames_per_s, final_loss (mean of the last log window), holdout_psnr.
+    """
+    if seconds is None and steps is None:
+        raise ValueError("train_tokenizer needs a budget: pass seconds=..., steps=..., or both")
+    n_train = len(frames) - max(1, int(len(frames) * holdout))
+    if n_train < 2:
+        raise ValueError(f"{len(frames)} frames are too few to train on and hold some out")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    data = torch.from_numpy(frames[:n_train])
+    device = next(tokenizer.parameters()).device
+    opt = torch.optim.AdamW(tokenizer.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.99))
+    tokenizer.train()
+    bar = tqdm(total=steps or round(seconds), unit="step" if steps else "s", disable=not progress,
+               desc="tokenizer")
+    start, step, window = time.perf_counter(), 0, []
+    while True:
+        elapsed = time.perf_counter() - start
+        done = max(step / steps if steps else 0.0, elapsed / seconds if seconds else 0.0)
+        if done >= 1:
+            break
+        scale = min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        idx = torch.randint(1, n_train, (batch_size,), generator=gen)
+        total, stats = tokenizer.loss(data[idx].to(device), data[idx - 1].to(device))
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), 1.0)
+        opt.step()
+        step += 1
+        window = (window + [stats["loss"]])[-log_every:]
+        bar.update(1 if steps else round(time.perf_counter() - start) - bar.n)
+        if step % log_every == 0:
+            rate = step * batch_size / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.1f}", fps=f"{rate:.0f}")
+            if log_fn is not None:
+                log_fn(step, {**stats, "lr": lr * scale, "frames_per_s": rate})
+    bar.close()
+    seconds_run = time.perf_counter() - start
+    tokenizer.eval()
+    held = frames[n_train:]
+    return {"steps": step, "seconds": seconds_run, "frames_per_s": step * batch_size / seconds_run,
+            "final_loss": float(np.mean(window)) if window else float("nan"),
+            "holdout_psnr": psnr(reconstruct(tokenizer, held), held), "holdout_frames": len(held)}

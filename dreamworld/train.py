@@ -1,0 +1,301 @@
+"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the dynamics.
+
+Read top to bottom: `train` loads the data, runs the two phases through `run_phase` (one optimisation loop
+with NaN guard, periodic atomic checkpoints and logging), then scores the model on held-out episodes.
+A run directory holds config.json, model.safetensors, starts.safetensors and train_state.pt (for --resume).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dreamworld.envs import EpisodeDataset, env_render_fps
+
+from . import checkpoint as ckpt
+from .data import WindowSampler, load_steps, split_episodes
+from .evaluate import fidelity
+from .media import side_by_side
+from .tracking import Tracker
+from .world_model import WorldModel, WorldModelConfig
+
+PHASES = ("tokenizer", "dynamics", "done")
+
+
+@dataclass
+class TrainConfig:
+    """How to train (the model's shape lives in WorldModelConfig)."""
+
+    minutes: float | None = None
+    """wall-clock budget for both phases (default 15 when neither minutes nor steps is given)"""
+    steps: int | None = None
+    """optimisation steps for both phases together (split by tokenizer_share)"""
+    tokenizer_share: float = 0.3
+    """share of the budget spent on the tokenizer"""
+    batch_size: int = 32
+    """dynamics batch: windows of context_frames steps"""
+    tokenizer_batch_size: int = 32
+    """tokenizer batch: frames"""
+    lr: float = 1e-3
+    """dynamics peak learning rate"""
+    tokenizer_lr: float = 2e-3
+    """tokenizer peak learning rate"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    warmup_steps: int = 100
+    """linear warmup, then cosine decay to 5% over the budget"""
+    grad_clip: float = 1.0
+    """gradient-norm clip"""
+    holdout: float = 0.1
+    """share of episodes held out for evaluation (every k-th episode)"""
+    end_share: float = 0.1
+    """share of dynamics windows placed on an episode's termination"""
+    end_weight: float = 5.0
+    """weight of terminal steps in the termination loss"""
+    reward_weight: float = 1.0
+    """weight of the reward loss"""
+    checkpoint_seconds: float = 60.0
+    """write a checkpoint at least this often"""
+    eval_seconds: float = 300.0
+    """score the held-out split (logged as eval/...) this often during the dynamics phase"""
+    log_every: int = 25
+    """log training metrics every this many steps"""
+    seed: int = 0
+    """seed of initialisation and sampling"""
+    device: str = "cpu"
+    """cpu or cuda"""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+def _budget(cfg: TrainConfig, phase: str) -> tuple[int | None, float | None]:
+    """(steps, seconds) for a phase."""
+    share = cfg.tokenizer_share if phase == "tokenizer" else 1 - cfg.tokenizer_share
+    minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+    return (max(1, round(cfg.steps * share)) if cfg.steps else None,
+            minutes * 60 * share if minutes is not None else None)
+
+
+def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
+              lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
+              on_eval: Callable[[int], None] | None = None) -> dict:
+    """Optimise `loss_fn` over `params` until the phase's budget is spent; resumes from `state` if it is
+    this phase's. Returns the phase summary."""
+    steps_budget, seconds_budget = _budget(cfg, name)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step, elapsed = 0, 0.0
+    if state.get("phase") == name and "optimizer" in state:
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+    model.train()
+    bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),
+               desc=name, unit="step" if steps_budget else "s", dynamic_ncols=True)
+    started = time.perf_counter() - elapsed
+    last_save = last_eval = time.perf_counter()
+    window: list[float] = []
+    while True:
+        elapsed = time.perf_counter() - started
+        done = max(step / steps_budget if steps_budget else 0.0, elapsed / seconds_budget if seconds_budget else 0.0)
+        if done >= 1:
+            break
+        scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        loss, metrics = loss_fn()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the {name} loss became {loss.item()} at step {step}: stopped; the last good "
+                                   "checkpoint is kept. Lower the learning rate and run again with --resume")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
+                                   "last good checkpoint is kept. Lower the learning rate and run again with --resume")
+        opt.step()
+        step += 1
+        window = (window + [loss.item()])[-cfg.log_every :]
+        bar.update(1 if steps_budget else round(time.perf_counter() - started) - bar.n)
+        if step % cfg.log_every == 0:
+            rate = step / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{np.mean(window):.4f}", steps_s=f"{rate:.1f}")
+            tracker.log({f"train/{name}/{k}": v for k, v in metrics.items()} |
+                        {f"train/{name}/lr": lr * scale, f"train/{name}/steps_per_s": rate,
+                         f"train/{name}/grad_norm": grad_norm.item()}, step=state["global_step"] + step)
+        now = time.perf_counter()
+        if now - last_save >= cfg.checkpoint_seconds:
+            save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
+                  "global_step": state["global_step"]})
+            last_save = now
+        if on_eval is not None and now - last_eval >= cfg.eval_seconds:
+            on_eval(state["global_step"] + step)
+            model.train()
+            last_eval = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - started
+    state["global_step"] += step
+    return {"steps": step, "seconds": seconds, "final_loss": float(np.mean(window)) if window else float("nan")}
+
+
+def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
+    """Mean negative and mean positive reward in the data (what a predicted reward class emits)."""
+    rewards = np.concatenate([ds.episode(i)["rewards"] for i in episodes])
+    neg, pos = rewards[rewards < 0], rewards[rewards > 0]
+    return [float(neg.mean()) if len(neg) else -1.0, 0.0, float(pos.mean()) if len(pos) else 1.0]
+
+
+def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy on every FSQ digit of the next frame's tokens, reward sign, weighted termination BCE."""
+    tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
+    digit_logits, reward_logits, end_logits = model.dynamics(tokens[:, :-1], batch["actions"])
+    targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
+    token_loss = 0.0
+    correct = torch.ones(targets.shape[:-1], dtype=torch.bool)  # (B, T, N)
+    for d, logits in enumerate(digit_logits.split(model.dynamics.levels, dim=-1)):  # (B, T, N, L_d)
+        ce = F.cross_entropy(logits.flatten(0, 2), targets[..., d].flatten(), reduction="none")  # (B*T*N,)
+        token_loss = token_loss + (ce.view(mask.shape + (-1,)).mean(-1) * mask).sum()
+        correct &= logits.argmax(-1) == targets[..., d]
+    denom = mask.sum().clamp_min(1)
+    token_loss = token_loss / denom
+    reward_class = (torch.sign(batch["rewards"]) + 1).long()  # (B, T)
+    reward_loss = (F.cross_entropy(reward_logits.flatten(0, 1), reward_class.flatten(), reduction="none")
+                   * mask.flatten()).sum() / denom
+    ends = batch["ends"].float()
+    end_loss = (F.binary_cross_entropy_with_logits(end_logits, ends, reduction="none") * (1 + (cfg.end_weight - 1)
+                * ends) * mask).sum() / denom
+    total = token_loss + cfg.reward_weight * reward_loss + end_loss
+    token_acc = (correct.float().mean(-1) * mask).sum() / denom
+    return total, {"loss": total.item(), "token_loss": token_loss.item(), "reward_loss": reward_loss.item(),
+                   "end_loss": end_loss.item(), "token_accuracy": token_acc.item()}
+
+
+@torch.no_grad()
+def encode_frames(model: WorldModel, frames: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """uint8 frames (F, H, W, 3) -> tokens (F, N) on the CPU."""
+    model.eval()
+    return torch.cat([model.encode(torch.from_numpy(frames[i : i + batch])).cpu()
+                      for i in tqdm(range(0, len(frames), batch), desc="encoding frames", leave=False)])
+
+
+def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, resume: bool = False,
+          wandb: str = "offline") -> dict:
+    """Train a world model on the dataset `data` into the run directory `out`; returns the summary."""
+    ds, out = EpisodeDataset(data), Path(out)
+    torch.manual_seed(cfg.seed)
+    train_eps, held_eps = split_episodes(ds, cfg.holdout)
+    if resume:
+        state = ckpt.load_train_state(out)
+        model = ckpt.load(out, cfg.device)
+        if model.cfg.env_id != ds.env_id:
+            raise ValueError(f"{out} was trained on {model.cfg.env_id}, but {data} holds {ds.env_id}")
+    else:
+        if (out / ckpt.CONFIG).exists():
+            raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
+        model_cfg.env_id, model_cfg.obs_shape = ds.env_id, list(ds.obs_shape)
+        model_cfg.action_space = ds.manifest["action_space"]
+        model_cfg.render_fps = int(ds.manifest.get("render_fps") or env_render_fps(ds.env_id))
+        model_cfg.reward_values = _reward_values(ds, train_eps)
+        model = WorldModel(model_cfg).to(cfg.device)
+        state = {"phase": "tokenizer", "global_step": 0}
+    tracker = Tracker(wandb, out, {"model": model.cfg.to_dict(), "train": asdict(cfg), "data": str(data)},
+                      job="train", resume_id=state.get("wandb_id"))
+    state["wandb_id"] = tracker.id
+    steps = load_steps(ds, train_eps)
+    frames = torch.from_numpy(steps.frames)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if "generator" in state:
+        generator.set_state(state["generator"])
+    summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames)}
+
+    def save(phase_state: dict) -> None:
+        ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
+        ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id})
+
+    if not resume:
+        save(state)
+        _save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
+    started = time.perf_counter()
+    if state["phase"] == "tokenizer":
+        has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
+
+        def tokenizer_loss():
+            idx = has_prev[torch.randint(len(has_prev), (cfg.tokenizer_batch_size,), generator=generator)]
+            return model.tokenizer.loss(frames[idx].to(cfg.device), frames[idx - 1].to(cfg.device))
+
+        summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
+                                         cfg.tokenizer_lr, cfg, state, save, tracker)
+        state = {"phase": "dynamics", "global_step": state["global_step"]}
+        save(state)
+        _log_reconstructions(model, steps.frames, tracker, state["global_step"])
+    if state["phase"] == "dynamics":
+        tokens = encode_frames(model, steps.frames)
+        sampler = WindowSampler(steps, tokens, model.cfg.dynamics.context_frames, cfg.end_share, cfg.seed)
+        sampler.generator = generator
+        model.tokenizer.requires_grad_(False)
+
+        def loss():
+            batch = {k: v.to(cfg.device) for k, v in sampler.sample(cfg.batch_size).items()}
+            return dynamics_loss(model, batch, cfg)
+
+        def on_eval(step: int) -> None:
+            if held_eps:
+                _log_eval(model, ds, held_eps, tracker, step, samples=32)
+
+        summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
+                                        state, save, tracker, on_eval)
+        summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size
+                                               * model.cfg.dynamics.context_frames / summary["dynamics"]["seconds"])
+        state = {"phase": "done", "global_step": state["global_step"]}
+        save(state)
+    summary["train_seconds"] = time.perf_counter() - started
+    if held_eps:
+        summary["eval"] = _log_eval(model, ds, held_eps, tracker, state["global_step"], samples=64)
+    tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])
+    tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    tracker.finish()
+    return summary
+
+
+def _save_starts(out: Path, ds: EpisodeDataset, episodes: list[int], context: int, count: int = 32) -> None:
+    """Save real start contexts (the first `context` frames and actions of some episodes) with the checkpoint,
+    so a dream can reset without its dataset."""
+    picks = [i for i in episodes if ds.episodes[i].steps >= context][:count]
+    if not picks:
+        return
+    windows = [ds.window(i, 0, context - 1) for i in picks]
+    ckpt.write_safetensors(out / ckpt.STARTS, {
+        "frames": torch.from_numpy(np.stack([w["frames"] for w in windows])),  # (S, K, H, W, 3)
+        "actions": torch.from_numpy(np.stack([w["actions"] for w in windows]))})  # (S, K-1, ...)
+
+
+def _log_reconstructions(model: WorldModel, frames: np.ndarray, tracker: Tracker, step: int) -> None:
+    """A strip of real frames over their reconstructions."""
+    pick = frames[np.linspace(0, len(frames) - 1, 8).astype(int)]
+    recon = model.tokenizer.decode_uint8(model.encode(torch.from_numpy(pick))).cpu().numpy()
+    tracker.image("train/tokenizer/reconstructions", np.concatenate([np.concatenate(pick, 1),
+                  np.concatenate(recon, 1)], 0), step, caption="top: real, bottom: reconstructed")
+
+
+def _log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker: Tracker, step: int,
+              samples: int) -> dict:
+    """Fidelity on held-out episodes, logged as eval/... with a real | imagined | difference video."""
+    model.eval()
+    horizon = min(16, max(1, min(ds.episodes[i].steps for i in episodes) - model.cfg.dynamics.context_frames))
+    metrics, examples = fidelity(model, ds, episodes, horizon=horizon, samples=samples)
+    flat = {f"eval/{k}_{h}": v for k, d in metrics.items() if k in ("psnr", "ssim", "baseline_psnr")
+            for h, v in d.items()}
+    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "reward_f1", "termination_f1")
+             if metrics[k] is not None}
+    tracker.log(flat, step=step)
+    tracker.video("eval/real_imagined_difference", side_by_side(examples["real"], examples["imagined"]),
+                  fps=model.cfg.render_fps, step=step)
+    return metrics

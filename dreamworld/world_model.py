@@ -1,0 +1,126 @@
+"""The world model: tokenizer + dynamics, and the frame-by-frame imagination loop with a sliding KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from dreamworld.envs import space_from_json
+
+from .dynamics import Dynamics, DynamicsConfig, KVCache
+from .tokenizer import Tokenizer, TokenizerConfig
+
+
+@dataclass
+class WorldModelConfig:
+    """Everything needed to rebuild a world model: module configs and the facts of the env it learned."""
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """frame tokenizer"""
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    """dynamics transformer"""
+    env_id: str = ""
+    """the real env this model learned"""
+    action_space: dict = field(default_factory=lambda: {"type": "Discrete", "n": 1, "start": 0})
+    """the env's action space (dreamworld.envs.space_to_json)"""
+    obs_shape: list[int] = field(default_factory=lambda: [64, 64, 3])
+    """observation shape (H, W, 3)"""
+    render_fps: int = 30
+    """the env's metadata render_fps"""
+    reward_values: list[float] = field(default_factory=lambda: [-1.0, 0.0, 1.0])
+    """reward emitted for each predicted reward class (negative, zero, positive): the data's mean per class"""
+    preset: str = "custom"
+    """name of the preset this config started from"""
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> WorldModelConfig:
+        """Inverse of `to_dict`; unknown keys are an error (a config from another version or program)."""
+        known = {f.name for f in fields(WorldModelConfig)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown world-model config keys {sorted(unknown)}: not a dreamworld world model")
+        data = dict(data)
+        data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
+        data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
+        return WorldModelConfig(**data)
+
+
+@dataclass
+class DreamState:
+    """A batch of dreams in progress: the KV cache and the tokens of each dream's current frame."""
+
+    cache: KVCache
+    tokens: torch.Tensor  # (B, N) tokens of the current frame
+
+
+class WorldModel(nn.Module):
+    """Tokenizer + dynamics. `start` warms a batch of dreams up on real frames, `step` advances them."""
+
+    def __init__(self, cfg: WorldModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.action_space: gym.Space = space_from_json(cfg.action_space)
+        self.tokenizer = Tokenizer(cfg.tokenizer)
+        self.dynamics = Dynamics(cfg.dynamics, cfg.tokenizer.levels, self.tokenizer.tokens_per_frame,
+                                 self.action_space)
+        self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.reward_values.device
+
+    def actions_tensor(self, actions) -> torch.Tensor:
+        """Actions (B, ...) as a tensor on the model's device (long for Discrete, float for Box)."""
+        dtype = torch.long if isinstance(self.action_space, gym.spaces.Discrete) else torch.float32
+        return torch.as_tensor(actions, dtype=dtype, device=self.device)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (..., H, W, 3) -> tokens (..., N)."""
+        lead = frames.shape[:-3]
+        tokens = self.tokenizer.encode(frames.reshape(-1, *frames.shape[-3:]))  # (prod(lead), N)
+        return tokens.view(*lead, -1)  # (..., N)
+
+    @torch.no_grad()
+    def start(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> DreamState:
+        """Begin dreams from real context: frames uint8 (B, K, H, W, 3) and the K-1 actions between them.
+        The last frame becomes the current frame; the earlier ones fill the KV cache."""
+        tokens = self.encode(frames.to(self.device))  # (B, K, N)
+        cache = self.dynamics.empty_cache()
+        for t in range(tokens.shape[1] - 1):
+            self.dynamics.step(tokens[:, t], self.actions_tensor(actions[:, t]), cache)
+        return DreamState(cache=cache, tokens=tokens[:, -1])
+
+    @torch.no_grad()
+    def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
+        """Advance every dream by one step: actions (B, ...) -> (frames uint8 (B, H, W, 3), rewards (B,) float,
+        terminated (B,) bool). `temperature` 0 takes the most likely tokens."""
+        digit_logits, reward_logits, end_logits = self.dynamics.step(state.tokens, self.actions_tensor(actions),
+                                                                     state.cache)
+        state.tokens = self.dynamics.sample(digit_logits[:, 0], temperature, generator)  # (B, N)
+        frames = self.tokenizer.decode_uint8(state.tokens)  # (B, H, W, 3)
+        rewards = self.reward_values[reward_logits[:, 0].argmax(-1)]
+        return frames, rewards, end_logits[:, 0] > 0
+
+    @torch.no_grad()
+    def imagine(self, frames: torch.Tensor, actions: torch.Tensor, temperature: float = 0.0,
+                generator: torch.Generator | None = None):
+        """Open-loop rollouts: context frames (B, K, H, W, 3), actions (B, K-1+horizon, ...) (the context's
+        actions, then the ones to imagine) -> frames (B, horizon, H, W, 3), rewards and terminated (B, horizon)."""
+        K = frames.shape[1]
+        state = self.start(frames, actions[:, : K - 1])
+        out_frames, out_rewards, out_ends = [], [], []
+        for t in range(K - 1, actions.shape[1]):
+            f, r, e = self.step(state, actions[:, t], temperature, generator)
+            out_frames.append(f)
+            out_rewards.append(r)
+            out_ends.append(e)
+        return torch.stack(out_frames, 1), torch.stack(out_rewards, 1), torch.stack(out_ends, 1)
