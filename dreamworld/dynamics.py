@@ -32,7 +32,8 @@ class DynamicsConfig:
     n_heads: int = 8
     """attention heads (d_model / n_heads must be 16, 32, 64 or 128)"""
     context_frames: int = 8
-    """frames the model sees: training windows and the sliding KV-cache window during generation"""
+    """attention window W in frames: a frame attends to itself and the W-1 frames before it, in training (over
+    longer sequences) and in generation (the sliding KV cache holds W-1 frames), so the two compute the same"""
     mlp_ratio: float = 4.0
     """hidden width of the MLP as a multiple of d_model"""
     dropout: float = 0.0
@@ -81,7 +82,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, tokens_per_frame: int,
-                past: tuple[torch.Tensor, torch.Tensor] | None = None):
+                window_frames: int, past: tuple[torch.Tensor, torch.Tensor] | None = None):
         """x (B, L, C) -> (B, L, C); with `past` keys/values (B, H, Lp, D) the queries are the last L positions.
         Returns the output and the keys and values attended over (B, H, Lp+L, D), for caching."""
         B, L, C = x.shape
@@ -92,7 +93,7 @@ class Block(nn.Module):
         q, k = _apply_rotary(q, cos, sin), _apply_rotary(k, cos, sin)
         if past is not None:
             k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)  # (B, H, Lp+L, D)
-        y = attention(q, k, v, tokens_per_frame=tokens_per_frame)  # (B, H, L, D)
+        y = attention(q, k, v, tokens_per_frame=tokens_per_frame, window_frames=window_frames)  # (B, H, L, D)
         y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
         x = x + self.drop(self.proj(y))
         x = x + self.mlp(self.norm2(x))
@@ -113,7 +114,7 @@ class ActionEmbedding(nn.Module):
             high = torch.as_tensor(space.high, dtype=torch.float32).flatten()
             bounded = torch.isfinite(low) & torch.isfinite(high)
             self.register_buffer("center", torch.where(bounded, (low + high) / 2, 0.0), persistent=False)
-            self.register_buffer("half", torch.where(bounded, (high - low) / 2, 1.0), persistent=False)
+            self.register_buffer("half_range", torch.where(bounded, (high - low) / 2, 1.0), persistent=False)
             self.embed = nn.Linear(low.numel(), d_model)
         else:
             raise TypeError(f"unsupported action space {space}: dreamworld handles Discrete and Box")
@@ -122,7 +123,7 @@ class ActionEmbedding(nn.Module):
         """actions (...,) long or (..., A) float -> (..., d_model)."""
         if self.discrete:
             return self.embed(actions.long() - self.start)
-        return self.embed((actions.float() - self.center) / self.half)
+        return self.embed((actions.float() - self.center) / self.half_range)
 
 
 class Dynamics(nn.Module):
@@ -184,14 +185,14 @@ class Dynamics(nn.Module):
         return self.token_head(h), self.reward_head(pooled), self.end_head(pooled).squeeze(-1)
 
     def forward(self, tokens: torch.Tensor, actions: torch.Tensor):
-        """Teacher-forced pass over whole windows: tokens (B, T, N), actions (B, T, ...) -> the heads' outputs,
-        where step t predicts frame t+1."""
+        """Teacher-forced pass over sequences of any length T: tokens (B, T, N), actions (B, T, ...) -> the heads'
+        outputs, where step t predicts frame t+1 (attention reaches back context_frames frames)."""
         T = tokens.shape[1]
         x = self.embed(tokens, actions)
         frame_ids = torch.arange(T, device=tokens.device).repeat_interleave(self.tokens_per_frame)  # (T*N,)
         cos, sin = _rotary(frame_ids, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base, x.dtype)
         for block in self.blocks:
-            x, _ = block(x, cos, sin, self.tokens_per_frame)
+            x, _ = block(x, cos, sin, self.tokens_per_frame, self.cfg.context_frames)
         return self.heads(x, T)
 
     def empty_cache(self) -> KVCache:
@@ -210,7 +211,7 @@ class Dynamics(nn.Module):
         keep = (self.cfg.context_frames - 1) * self.tokens_per_frame
         for i, block in enumerate(self.blocks):
             past = None if cache.keys[i] is None else (cache.keys[i], cache.values[i])
-            x, (k, v) = block(x, cos, sin, self.tokens_per_frame, past)
+            x, (k, v) = block(x, cos, sin, self.tokens_per_frame, self.cfg.context_frames, past)
             if keep:
                 cache.keys[i], cache.values[i] = k[:, :, -keep:], v[:, :, -keep:]  # (B, H, <=keep, D)
         cache.frame += 1

@@ -32,20 +32,20 @@ def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-frame SSIM (Gaussian window 11, sigma 1.5, channels averaged) of uint8 (..., H, W, 3) -> (...,)."""
     lead = a.shape[:-3]
-    x = a.reshape(-1, *a.shape[-3:]).permute(0, 3, 1, 2).double()  # (M, 3, H, W)
-    y = b.reshape(-1, *b.shape[-3:]).permute(0, 3, 1, 2).double()  # (M, 3, H, W)
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
-    g = (g / g.sum())[:, None] * (g / g.sum())[None, :]  # (11, 11)
-    kernel = g.expand(3, 1, 11, 11)  # one window per channel
+    x = a.reshape(-1, *a.shape[-3:]).permute(0, 3, 1, 2).float()  # (M, 3, H, W)
+    y = b.reshape(-1, *b.shape[-3:]).permute(0, 3, 1, 2).float()  # (M, 3, H, W)
+    g = torch.exp(-((torch.arange(11, dtype=torch.float32) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    rows, cols = g.view(1, 1, 11, 1).expand(3, 1, 11, 1), g.view(1, 1, 1, 11).expand(3, 1, 1, 11)
 
-    def blur(t):
-        return F.conv2d(t, kernel, groups=3)
+    def blur(t):  # separable Gaussian, valid region only
+        return F.conv2d(F.conv2d(t, rows, groups=3), cols, groups=3)
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))  # (M, 3, h, w)
-    return s.mean(dim=(1, 2, 3)).float().view(lead)
+    return s.mean(dim=(1, 2, 3)).view(lead)
 
 
 def event_f1(predicted: np.ndarray, actual: np.ndarray) -> float | None:
@@ -114,13 +114,13 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
 def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
     """Reward and termination F1, one step ahead with real context, over every step of `episodes`.
     A reward event is a nonzero reward; it counts as found when the predicted sign matches."""
-    T = model.cfg.dynamics.context_frames
+    T = 4 * model.cfg.dynamics.context_frames
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for i in episodes:
         ep = ds.episode(i)
         tokens = model.encode(torch.from_numpy(ep["frames"][:-1]))  # (S, N)
         actions = model.actions_tensor(ep["actions"])
-        for s in range(0, len(tokens), T):  # windows of T steps; each step sees only its own window's past
+        for s in range(0, len(tokens), T):  # chunks of T steps; a chunk's first steps see less than a full window
             _, reward_logits, end_logits = model.dynamics(tokens[None, s : s + T], actions[None, s : s + T])
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())

@@ -40,8 +40,11 @@ class TrainConfig:
     """optimisation steps for both phases together (split by tokenizer_share)"""
     tokenizer_share: float = 0.3
     """share of the budget spent on the tokenizer"""
-    batch_size: int = 32
-    """dynamics batch: windows of context_frames steps"""
+    batch_size: int = 16
+    """dynamics batch: sequences of sequence_frames steps"""
+    sequence_frames: int | None = None
+    """steps per dynamics training sequence (default: twice the model's context_frames); attention inside a
+    sequence reaches back context_frames frames, as in generation"""
     tokenizer_batch_size: int = 32
     """tokenizer batch: frames"""
     lr: float = 1e-3
@@ -66,6 +69,8 @@ class TrainConfig:
     """write a checkpoint at least this often"""
     eval_seconds: float = 300.0
     """score the held-out split (logged as eval/...) this often during the dynamics phase"""
+    eval_samples: int = 64
+    """held-out rollouts scored at the end of training (eval/... metrics)"""
     log_every: int = 25
     """log training metrics every this many steps"""
     seed: int = 0
@@ -103,6 +108,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     started = time.perf_counter() - elapsed
     last_save = last_eval = time.perf_counter()
     window: list[float] = []
+    first_loss = state.get("first_loss")
     while True:
         elapsed = time.perf_counter() - started
         done = max(step / steps_budget if steps_budget else 0.0, elapsed / seconds_budget if seconds_budget else 0.0)
@@ -123,6 +129,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
                                    "last good checkpoint is kept. Lower the learning rate and run again with --resume")
         opt.step()
         step += 1
+        first_loss = loss.item() if first_loss is None else first_loss
         window = (window + [loss.item()])[-cfg.log_every :]
         bar.update(1 if steps_budget else round(time.perf_counter() - started) - bar.n)
         if step % cfg.log_every == 0:
@@ -134,7 +141,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
         now = time.perf_counter()
         if now - last_save >= cfg.checkpoint_seconds:
             save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
-                  "global_step": state["global_step"]})
+                  "global_step": state["global_step"], "first_loss": first_loss})
             last_save = now
         if on_eval is not None and now - last_eval >= cfg.eval_seconds:
             on_eval(state["global_step"] + step)
@@ -143,7 +150,8 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     bar.close()
     seconds = time.perf_counter() - started
     state["global_step"] += step
-    return {"steps": step, "seconds": seconds, "final_loss": float(np.mean(window)) if window else float("nan")}
+    return {"steps": step, "seconds": seconds, "first_loss": first_loss,
+            "final_loss": float(np.mean(window)) if window else float("nan")}
 
 
 def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
@@ -238,7 +246,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         _log_reconstructions(model, steps.frames, tracker, state["global_step"])
     if state["phase"] == "dynamics":
         tokens = encode_frames(model, steps.frames)
-        sampler = WindowSampler(steps, tokens, model.cfg.dynamics.context_frames, cfg.end_share, cfg.seed)
+        sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
         sampler.generator = generator
         model.tokenizer.requires_grad_(False)
 
@@ -248,21 +256,25 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
         def on_eval(step: int) -> None:
             if held_eps:
-                _log_eval(model, ds, held_eps, tracker, step, samples=32)
+                _log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
 
         summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
                                         state, save, tracker, on_eval)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size
-                                               * model.cfg.dynamics.context_frames / summary["dynamics"]["seconds"])
+                                               * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
         state = {"phase": "done", "global_step": state["global_step"]}
         save(state)
     summary["train_seconds"] = time.perf_counter() - started
     if held_eps:
-        summary["eval"] = _log_eval(model, ds, held_eps, tracker, state["global_step"], samples=64)
+        summary["eval"] = _log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
     tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])
     tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tracker.finish()
     return summary
+
+
+def _sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
+    return cfg.sequence_frames or 2 * model.cfg.dynamics.context_frames
 
 
 def _save_starts(out: Path, ds: EpisodeDataset, episodes: list[int], context: int, count: int = 32) -> None:

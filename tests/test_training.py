@@ -1,0 +1,132 @@
+"""Training end to end at toy scale: the loss falls, NaN stops training, SIGKILL + --resume, wandb offline,
+and collect -> train -> evaluate through the command line."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import toy_config
+
+from dreamworld.checkpoint import load
+from dreamworld.envs import collect
+from dreamworld.train import TrainConfig, TrainingDiverged, train
+
+FAST = {"tokenizer_batch_size": 8, "batch_size": 8, "log_every": 5, "warmup_steps": 5, "holdout": 0.34,
+        "eval_samples": 8}
+
+
+@pytest.fixture(scope="module")
+def catch_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data") / "catch"
+    collect("Catch", data, 1500, policy="mixed", seed=0, num_envs=3, progress=False)
+    return data
+
+
+def _toy_cfg(catch_data):
+    from dreamworld.envs import EpisodeDataset, space_to_json
+
+    cfg = toy_config(context=3)
+    cfg.action_space = space_to_json(EpisodeDataset(catch_data).action_space)
+    return cfg
+
+
+def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
+    summary = train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data),
+                    TrainConfig(steps=300, tokenizer_share=0.5, lr=3e-3, **FAST), wandb="disabled")
+    for phase in ("tokenizer", "dynamics"):
+        assert summary[phase]["final_loss"] < 0.5 * summary[phase]["first_loss"], summary[phase]
+    model = load(tmp_path / "run")
+    assert model.cfg.env_id == "dreamworld/Catch-v0" and model.cfg.render_fps == 30
+    assert (tmp_path / "run" / "starts.safetensors").exists()
+    assert summary["eval"]["psnr"]["1"] > 0
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(catch_data, tmp_path):
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is kept"):
+        train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data),
+              TrainConfig(steps=200, tokenizer_lr=1e9, warmup_steps=1, **{k: v for k, v in FAST.items()
+                          if k != "warmup_steps"}), wandb="disabled")
+    model = load(tmp_path / "run")  # the checkpoint written before the blow-up
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _train_cmd(data, run, *extra):
+    return [sys.executable, "-m", "dreamworld", "train", "--data", str(data), "--out", str(run), "--wandb",
+            "disabled", "--tokenizer-batch-size", "4", "--batch-size", "4", "--holdout", "0.34", "--eval-samples", "4",
+            *extra]
+
+
+def test_sigkill_then_resume_continues(catch_data, tmp_path):
+    run = tmp_path / "run"
+    cmd = _train_cmd(catch_data, run, "--steps", "60", "--checkpoint-seconds", "0.2")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file, deadline = run / "train_state.pt", time.time() + 300
+    state = {}
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            state = torch.load(state_file, weights_only=True) if state_file.exists() else {}
+        except (RuntimeError, EOFError):  # read while being replaced: try again
+            state = {}
+        if state.get("phase") == "dynamics" and state.get("step", 0) >= 3:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = state["step"]
+    out = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    final = torch.load(state_file, weights_only=True)
+    assert final["phase"] == "done" and final["global_step"] == 60  # 18 tokenizer + 42 dynamics steps in all
+    assert killed_at >= 3
+    load(run)
+
+
+def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tmp_path):
+    out = subprocess.run([*_train_cmd(catch_data, tmp_path / "none", "--steps", "2"), "--resume"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "nothing to resume" in out.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
+def test_wandb_offline_run_records_metrics(catch_data, tmp_path):
+    train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data), TrainConfig(steps=20, **FAST),
+          wandb="offline")
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    history = b"".join(f.read_bytes() for f in runs[0].glob("*.wandb"))
+    for name in (b"train/dynamics/token_loss", b"train/tokenizer/loss", b"eval/psnr_1", b"eval/reward_f1"):
+        assert name in history, name
+
+
+def test_collect_train_evaluate_from_the_command_line(tmp_path):
+    data, run, report = tmp_path / "data", tmp_path / "run", tmp_path / "report"
+    dw = [sys.executable, "-m", "dreamworld"]
+    subprocess.run([*dw, "collect", "--env", "Bricks", "--steps", "1200", "--out", str(data), "--num-envs", "3"],
+                   check=True, capture_output=True)
+    out = subprocess.run(_train_cmd(data, run, "--steps", "12"), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "dreamworld train" in out.stdout and "PSNR h=1" in out.stdout
+    out = subprocess.run([*dw, "evaluate", "--checkpoint", str(run), "--data", str(data), "--horizon", "8",
+                          "--samples", "8", "--holdout", "0.34", "--out", str(report)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in ("psnr", "ssim", "baseline_psnr"):
+        assert set(metrics[key]) == {"1", "2", "4", "8"}
+    for key in ("reconstruction_psnr", "reward_f1", "termination_f1", "episodes", "frames"):
+        assert key in metrics
+    assert metrics["frames"] == 8 * 8
+    assert (report / "psnr.png").stat().st_size > 1000
+    video = iio.imread(report / "rollout.mp4")
+    assert video.shape[0] == 4 * 8 and video.shape[-1] == 3  # 4 example rollouts of 8 frames
+    assert np.asarray(iio.imread(report / "rollout.gif")).shape[0] == 4 * 8
+    assert Path(run, "model.safetensors").exists()

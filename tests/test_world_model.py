@@ -1,0 +1,115 @@
+"""The world model: KV-cache generation equals the teacher-forced pass, checkpoints, training guards."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import toy_config
+
+from dreamworld.checkpoint import CheckpointError, load, read_safetensors, save_model
+from dreamworld.world_model import WorldModel
+
+
+def _inputs(model, B=2, T=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(model.tokenizer.vocab_size, (B, T, model.tokenizer.tokens_per_frame), generator=g)
+    actions = torch.stack([torch.as_tensor(np.stack([model.action_space.sample() for _ in range(T)]))
+                           for _ in range(B)])
+    return tokens, actions
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32)])
+def test_kv_cache_steps_equal_the_full_pass(space):
+    torch.manual_seed(0)
+    model = WorldModel(toy_config(space)).eval()
+    model.action_space.seed(0)
+    tokens, actions = _inputs(model)
+    full_logits, full_reward, full_end = model.dynamics(tokens, model.actions_tensor(actions))
+    cache = model.dynamics.empty_cache()
+    for t in range(tokens.shape[1]):
+        logits, reward, end = model.dynamics.step(tokens[:, t], model.actions_tensor(actions[:, t]), cache)
+        torch.testing.assert_close(logits[:, 0], full_logits[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(reward[:, 0], full_reward[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(end[:, 0], full_end[:, t], atol=1e-5, rtol=1e-4)
+
+
+def test_sliding_window_sees_only_the_last_frames():
+    """After many steps the cache holds only context_frames - 1 frames, and a cached step still equals the
+    teacher-forced pass over the whole sequence (windowed attention in both), wherever it starts: rotary
+    positions make the result depend on relative frame distances only."""
+    torch.manual_seed(1)
+    model = WorldModel(toy_config(context=3)).eval()
+    tokens, actions = _inputs(model, B=1, T=40)
+    actions = model.actions_tensor(actions)
+    cache = model.dynamics.empty_cache()
+    for t in range(40):
+        logits, _, _ = model.dynamics.step(tokens[:, t], actions[:, t], cache)
+    assert cache.keys[0].shape[2] == 2 * model.tokenizer.tokens_per_frame  # context - 1 frames kept
+    full, _, _ = model.dynamics(tokens, actions)
+    torch.testing.assert_close(logits[:, 0], full[:, -1], atol=1e-4, rtol=1e-4)
+    shifted, _, _ = model.dynamics(tokens[:, -12:], actions[:, -12:])  # starts 28 frames later
+    torch.testing.assert_close(shifted[:, -1], full[:, -1], atol=1e-4, rtol=1e-4)
+
+
+def test_digits_match_the_tokenizer_codes():
+    model = WorldModel(toy_config())
+    idx = torch.arange(model.tokenizer.vocab_size)
+    codes = model.tokenizer.fsq.indices_to_codes(idx)  # (V, dims) in [-1, 1]
+    levels = torch.tensor(model.cfg.tokenizer.levels)
+    expected = ((codes + 1) * (levels - 1) / 2).round().long()
+    torch.testing.assert_close(model.dynamics.digits(idx), expected)
+
+
+def test_temperature_zero_is_greedy_and_sampling_is_seeded():
+    torch.manual_seed(2)
+    model = WorldModel(toy_config()).eval()
+    logits = torch.randn(3, 16, sum(model.cfg.tokenizer.levels))
+    a = model.dynamics.sample(logits, 0.0)
+    assert torch.equal(a, model.dynamics.sample(logits, 0.0))
+    s1 = model.dynamics.sample(logits, 1.0, torch.Generator().manual_seed(5))
+    s2 = model.dynamics.sample(logits, 1.0, torch.Generator().manual_seed(5))
+    assert torch.equal(s1, s2) and not torch.equal(s1, a)
+
+
+def test_checkpoint_round_trip_is_bit_identical(tmp_path):
+    torch.manual_seed(3)
+    model = WorldModel(toy_config()).eval()
+    save_model(tmp_path, model, {"note": "test"})
+    loaded = load(tmp_path)
+    frames = torch.randint(0, 256, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    actions = torch.tensor([[0, 1, 2, 1, 0], [2, 2, 1, 0, 1]])
+    out_a = model.imagine(frames, actions)
+    out_b = loaded.imagine(frames, actions)
+    for a, b in zip(out_a, out_b, strict=True):
+        assert torch.equal(a, b)
+    assert json.loads((tmp_path / "config.json").read_text())["info"] == {"note": "test"}
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    model = WorldModel(toy_config())
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load(tmp_path / "missing")
+    save_model(tmp_path, model)
+    torch.save(model.state_dict(), tmp_path / "model.safetensors")  # a pickle under the safetensors name
+    with pytest.raises(CheckpointError, match="pickle"):
+        load(tmp_path)
+    save_model(tmp_path, model)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="truncated"):
+        load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(CheckpointError, match="not a dreamworld world-model config"):
+        load(tmp_path)
+    other = WorldModel(toy_config(context=4))
+    other_cfg = toy_config()
+    other_cfg.dynamics.d_model = 32
+    save_model(tmp_path, WorldModel(other_cfg))
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "model.safetensors").read_bytes())
+    save_model(tmp_path / "b", other)
+    (tmp_path / "b" / "config.json").write_bytes((tmp_path / "config.json").read_bytes())
+    with pytest.raises(CheckpointError, match="does not match its config"):
+        load(tmp_path / "b")
+    assert read_safetensors(tmp_path / "model.safetensors")  # the valid file still reads
