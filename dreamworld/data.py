@@ -12,16 +12,21 @@ from dreamworld.envs import EpisodeDataset
 
 
 def split_episodes(ds: EpisodeDataset, holdout: float) -> tuple[list[int], list[int]]:
-    """Train and held-out episode indices: every k-th episode is held out (at least one when there are two or
-    more), so both halves mix the policies that recorded the data."""
+    """Train and held-out episode indices. Within each policy's episodes (random, scripted, ...) every k-th one
+    is held out, at least one per policy that has two or more, so the held-out set has the same mix of play
+    (and of terminations) as the training set. Deterministic: the same dataset always splits the same way."""
     n = len(ds)
     if n == 0:
         raise ValueError(f"{ds.path} holds no episodes: collect some first")
-    if n == 1 or holdout <= 0:
+    if holdout <= 0:
         return list(range(n)), []
     every = max(2, round(1 / holdout))
-    held = [i for i in range(n) if i % every == every - 1] or [n - 1]
-    return [i for i in range(n) if i not in held], held
+    held = []
+    for policy in sorted({e.policy for e in ds.episodes}):
+        group = [i for i, e in enumerate(ds.episodes) if e.policy == policy]
+        if len(group) >= 2:
+            held += group[every - 1 :: every] or [group[-1]]
+    return [i for i in range(n) if i not in held], sorted(held)
 
 
 @dataclass

@@ -1,0 +1,112 @@
+"""Benchmark: training throughput (frames/s) of the tokenizer and the dynamics for each preset, on random data.
+
+    python benchmarks/train.py [--presets tiny small] [--steps 20] [--json benchmarks/results/train_cpu.json]
+
+Frames/s counts frames whose loss is computed per second: tokenizer batch frames, dynamics batch x sequence
+frames. Allocator settings (MALLOC_*) and thread count are printed and saved with the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from dreamworld.presets import preset
+from dreamworld.train import TrainConfig, dynamics_loss
+from dreamworld.world_model import WorldModel
+
+
+@dataclass
+class Args:
+    presets: list[str] = field(default_factory=lambda: ["tiny", "small"])
+    """presets to time"""
+    steps: int = 20
+    """timed optimisation steps per measurement (after 3 warm-up steps)"""
+    threads: int | None = None
+    """torch threads (default: torch's choice)"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+def _time_steps(step_fn, steps: int) -> float:
+    """Median seconds per call of `step_fn` over `steps` calls, after warm-up."""
+    for _ in range(3):
+        step_fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step_fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_preset(name: str, steps: int) -> dict:
+    """Tokenizer and dynamics training steps/s and frames/s for one preset with its default batch sizes."""
+    cfg = preset(name)
+    train = TrainConfig()
+    model = WorldModel(cfg)
+    n, vocab = model.tokenizer.tokens_per_frame, model.tokenizer.vocab_size
+    frames = torch.randint(0, 256, (train.tokenizer_batch_size, 64, 64, 3), dtype=torch.uint8)
+    tok_opt = torch.optim.AdamW(model.tokenizer.parameters())
+
+    def tokenizer_step():
+        loss, _ = model.tokenizer.loss(frames, frames)
+        tok_opt.zero_grad()
+        loss.backward()
+        tok_opt.step()
+
+    seq = 2 * cfg.dynamics.context_frames
+    B = train.batch_size
+    batch = {"tokens": torch.randint(vocab, (B, seq + 1, n)), "actions": torch.randint(0, 1, (B, seq)),
+             "rewards": torch.zeros(B, seq), "ends": torch.zeros(B, seq, dtype=torch.bool),
+             "mask": torch.ones(B, seq, dtype=torch.bool)}
+    dyn_opt = torch.optim.AdamW(model.dynamics.parameters())
+
+    def dynamics_step():
+        loss, _ = dynamics_loss(model, batch, train)
+        dyn_opt.zero_grad()
+        loss.backward()
+        dyn_opt.step()
+
+    tok_s, dyn_s = _time_steps(tokenizer_step, steps), _time_steps(dynamics_step, steps)
+    return {"preset": name, "tokens_per_frame": n, "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
+            "tokenizer_params": sum(p.numel() for p in model.tokenizer.parameters()),
+            "tokenizer_frames_per_s": train.tokenizer_batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
+            "dynamics_frames_per_s": B * seq / dyn_s, "dynamics_step_ms": 1000 * dyn_s,
+            "dynamics_batch": f"{B} x {seq} frames"}
+
+
+def main(args: Args) -> list[dict]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    rows = [bench_preset(name, args.steps) for name in args.presets]
+    table = Table(title=f"training throughput ({platform.machine()}, {torch.get_num_threads()} threads, "
+                        f"allocator {env or 'glibc defaults'})")
+    for col in ("preset", "tokens/frame", "tokenizer frames/s", "dynamics frames/s", "dynamics batch",
+                "dynamics params"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["preset"], str(r["tokens_per_frame"]), f"{r['tokenizer_frames_per_s']:.0f}",
+                      f"{r['dynamics_frames_per_s']:.0f}", r["dynamics_batch"], f"{r['dynamics_params'] / 1e6:.1f}M")
+    Console().print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+                                               "threads": torch.get_num_threads(), "allocator": env, "results": rows},
+                                              indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
