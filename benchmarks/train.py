@@ -79,7 +79,8 @@ def bench_preset(name: str, steps: int) -> dict:
         dyn_opt.step()
 
     tok_s, dyn_s = _time_steps(tokenizer_step, steps), _time_steps(dynamics_step, steps)
-    return {"preset": name, "tokens_per_frame": n, "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
+    return {"preset": name, "tokens_per_frame": n,
+            "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
             "tokenizer_params": sum(p.numel() for p in model.tokenizer.parameters()),
             "tokenizer_frames_per_s": train.tokenizer_batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
             "dynamics_frames_per_s": B * seq / dyn_s, "dynamics_step_ms": 1000 * dyn_s,

@@ -2,9 +2,24 @@
 
 __version__ = "0.1.0"
 
+DREAM_ID = "dreamworld/Dream-v0"
+"""Gymnasium id of a world model's dream: `gymnasium.make(DREAM_ID, checkpoint=RUN)` or `make_vec(...)`."""
+
 
 def load(run, device="cpu"):
     """Load the world model saved in the run directory `run`, ready to imagine on `device`."""
     from .checkpoint import load as _load
 
     return _load(run, device)
+
+
+def register_dream() -> None:
+    """Register `dreamworld/Dream-v0` (env and native vector env) with Gymnasium; a no-op when already there."""
+    import gymnasium
+
+    if DREAM_ID not in gymnasium.registry:
+        gymnasium.register(DREAM_ID, entry_point="dreamworld.dream_env:DreamEnv",
+                           vector_entry_point="dreamworld.dream_vector_env:DreamVectorEnv")
+
+
+register_dream()

@@ -38,6 +38,8 @@ class TokenizerConfig:
     """GroupNorm groups (each stage width must be divisible by it)."""
     edge_weight: float = 4.0
     """Extra loss weight on pixels near an edge (local colour range in a 3x3 window, 0..1)."""
+    background_weight: float = 4.0
+    """Extra loss weight on pixels by how far they are from the canvas (the learned background, 0..1)."""
     change_weight: float = 4.0
     """Extra loss weight on pixels that differ from the previous frame (when previous frames are given)."""
     l1_weight: float = 1.0
@@ -99,6 +101,9 @@ class ResBlock(nn.Module):
             nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
         )
 
+        nn.init.zeros_(self.body[-1].weight)  # each block starts as the identity
+        nn.init.zeros_(self.body[-1].bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
         return x + self.body(x)
@@ -124,6 +129,8 @@ def _decoder(cfg: TokenizerConfig) -> nn.Sequential:
         layers += [ResBlock(c, cfg.groups) for _ in range(n)]
         if c_out is None:
             layers += [nn.GroupNorm(cfg.groups, c), nn.SiLU(), nn.ConvTranspose2d(c, 3, 4, stride=2, padding=1)]
+            nn.init.zeros_(layers[-1].weight)  # the untrained decoder draws the canvas alone
+            nn.init.zeros_(layers[-1].bias)
         else:
             layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1))
     return nn.Sequential(*layers)
@@ -144,6 +151,14 @@ class Tokenizer(nn.Module):
         self.encoder = _encoder(cfg)
         self.fsq = FSQ(cfg.levels)
         self.decoder = _decoder(cfg)
+        self.canvas = nn.Parameter(torch.full((3, cfg.image_size, cfg.image_size), 0.5))
+        """Learned background image (3, H, W) in 0..1 that the decoder draws on; `fit_canvas` starts it."""
+
+    @torch.no_grad()
+    def fit_canvas(self, frames: np.ndarray) -> None:
+        """Set the canvas to the per-pixel median of uint8 frames (N, H, W, 3): the dataset's background."""
+        median = torch.from_numpy(np.median(frames, axis=0)).float() / 255  # (H, W, 3)
+        self.canvas.copy_(median.permute(2, 0, 1))  # (3, H, W)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -176,7 +191,7 @@ class Tokenizer(nn.Module):
 
     def _render(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, h, w, dim) -> unclamped image (B, 3, H, W), 0..1 in the pixel range."""
-        return self.decoder(codes.permute(0, 3, 1, 2)) + 0.5  # (B, 3, H, W)
+        return self.decoder(codes.permute(0, 3, 1, 2)) + self.canvas  # (B, 3, H, W)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (B, H, W, 3) -> (reconstruction float (B, 3, H, W), unclamped; token indices (B, N))."""
@@ -214,7 +229,9 @@ class Tokenizer(nn.Module):
         recon, indices = self(frames)
         target = (self._to_input(frames) + 1) / 2  # (B, 3, H, W) in [0, 1]
         local_range = F.max_pool2d(target, 3, 1, 1) + F.max_pool2d(-target, 3, 1, 1)  # (B, 3, H, W)
+        off_canvas = (target - self.canvas.detach()).abs()  # (B, 3, H, W)
         weight = 1 + cfg.edge_weight * local_range.amax(1, keepdim=True)  # (B, 1, H, W)
+        weight = weight + cfg.background_weight * off_canvas.amax(1, keepdim=True)
         if prev_frames is not None:
             prev = (self._to_input(prev_frames) + 1) / 2  # (B, 3, H, W)
             weight = weight + cfg.change_weight * (target - prev).abs().amax(1, keepdim=True)
@@ -268,6 +285,7 @@ def train_tokenizer(tokenizer: Tokenizer, frames: np.ndarray, *, seconds: float 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     data = torch.from_numpy(frames[:n_train])
+    tokenizer.fit_canvas(frames[torch.randint(0, n_train, (min(n_train, 2048),), generator=gen).numpy()])
     device = next(tokenizer.parameters()).device
     opt = torch.optim.AdamW(tokenizer.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.99))
     tokenizer.train()

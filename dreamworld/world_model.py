@@ -93,8 +93,16 @@ class WorldModel(nn.Module):
     def start(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> DreamState:
         """Begin dreams from real context: frames uint8 (B, K, H, W, 3) and the K-1 actions between them.
         The last frame becomes the current frame; the earlier ones fill the KV cache."""
+        return self.start_at(frames, actions, first_frame=0)
+
+    @torch.no_grad()
+    def start_at(self, frames: torch.Tensor, actions: torch.Tensor | None, first_frame: int) -> DreamState:
+        """`start` with the context at absolute frame indices first_frame, first_frame + 1, ... (the rotary
+        positions), so that its cache rows can replace rows of a batch whose next frame index is
+        first_frame + K - 1 (a dream restarting inside a batch of running dreams)."""
         tokens = self.encode(frames.to(self.device))  # (B, K, N)
         cache = self.dynamics.empty_cache()
+        cache.frame = first_frame
         for t in range(tokens.shape[1] - 1):
             self.dynamics.step(tokens[:, t], self.actions_tensor(actions[:, t]), cache)
         return DreamState(cache=cache, tokens=tokens[:, -1])
@@ -103,12 +111,18 @@ class WorldModel(nn.Module):
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
         """Advance every dream by one step: actions (B, ...) -> (frames uint8 (B, H, W, 3), rewards (B,) float,
         terminated (B,) bool). `temperature` 0 takes the most likely tokens."""
+        digit_logits, rewards, terminated = self.predict(state, actions)
+        state.tokens = self.dynamics.sample(digit_logits, temperature, generator)  # (B, N)
+        return self.tokenizer.decode_uint8(state.tokens), rewards, terminated
+
+    @torch.no_grad()
+    def predict(self, state: DreamState, actions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The dynamics half of `step`: feed the current frames and actions (B, ...) through the cache ->
+        next-frame digit logits (B, N, sum(levels)), rewards (B,) float, terminated (B,) bool. The caller
+        samples the next tokens into `state.tokens` (and decodes them only if it needs pixels)."""
         digit_logits, reward_logits, end_logits = self.dynamics.step(state.tokens, self.actions_tensor(actions),
                                                                      state.cache)
-        state.tokens = self.dynamics.sample(digit_logits[:, 0], temperature, generator)  # (B, N)
-        frames = self.tokenizer.decode_uint8(state.tokens)  # (B, H, W, 3)
-        rewards = self.reward_values[reward_logits[:, 0].argmax(-1)]
-        return frames, rewards, end_logits[:, 0] > 0
+        return digit_logits[:, 0], self.reward_values[reward_logits[:, 0].argmax(-1)], end_logits[:, 0] > 0
 
     @torch.no_grad()
     def imagine(self, frames: torch.Tensor, actions: torch.Tensor, temperature: float = 0.0,
