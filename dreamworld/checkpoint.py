@@ -32,8 +32,8 @@ class CheckpointError(Exception):
 
 
 def _looks_pickled(data: bytes) -> bool:
-    """Pickle streams start with the PROTO opcode 0x80; torch.save files are zip archives ("PK")."""
-    return data[:1] == b"\x80" or data[:2] == b"PK"
+    """Pickle streams start with the PROTO opcode 0x80; torch.save files are zip archives ("PK\x03\x04")."""
+    return data[:1] == b"\x80" or data[:4] == b"PK\x03\x04"
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -41,12 +41,12 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: a world-model checkpoint needs {WEIGHTS} beside {CONFIG}")
     data = path.read_bytes()
-    if _looks_pickled(data):
-        raise CheckpointError(f"{path} is a pickle / torch.save file, not safetensors: dreamworld never loads "
-                              "pickles from files (they can run code); convert the weights to safetensors")
     try:
-        return st_load(data)
+        return st_load(data)  # parses a header and copies tensors: no code in the file can run
     except (SafetensorError, ValueError, RuntimeError) as e:
+        if _looks_pickled(data):
+            raise CheckpointError(f"{path} is a pickle / torch.save file, not safetensors: dreamworld never loads "
+                                  "pickles from files (they can run code); convert the weights to safetensors") from None
         raise CheckpointError(f"{path} is not a valid safetensors file ({e}): it may be truncated; "
                               "train again or restore it") from None
 

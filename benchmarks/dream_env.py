@@ -1,0 +1,166 @@
+"""Benchmark: frames/s of DreamVectorEnv at several batch sizes, pixel and latent observations, on the CPU, next
+to the real env's steps/s.
+
+    python benchmarks/dream_env.py [--checkpoint RUN] [--quick] [--json benchmarks/results/dream_env_cpu.json]
+
+Without --checkpoint the model is the `tiny` preset with random weights (speed does not depend on training; its
+termination head is silenced so that dreams do not restart at random) starting from real frames of --env.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from dreamworld.checkpoint import STARTS, read_config, save_model, write_safetensors
+from dreamworld.dream_vector_env import DreamVectorEnv
+from dreamworld.envs import make_env, space_to_json
+from dreamworld.presets import preset
+from dreamworld.world_model import WorldModel
+
+GOAL_FPS, GOAL_N = 500, 64
+
+
+@dataclass
+class Args:
+    checkpoint: str | None = None
+    """a trained run directory; default: the tiny preset with random weights"""
+    env: str = "dreamworld/Catch-v0"
+    """real env of the random-weight model (its frames start the dreams, its action space drives them)"""
+    sizes: tuple[int, ...] = (1, 16, 64, 256)
+    """numbers of dreams stepped together"""
+    seconds: float = 2.0
+    """timed seconds per measurement (after one warm-up step)"""
+    threads: int = 1
+    """torch intra-op threads (1 is fastest when other jobs share the cores; try 2 on an idle 2-core machine)"""
+    quick: bool = False
+    """1 second per measurement"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+def random_tiny_run(out: Path, env_id: str) -> None:
+    """A checkpoint of the tiny preset with random weights, with start contexts recorded from the real env."""
+    env = make_env(env_id)
+    cfg = preset("tiny")
+    cfg.env_id, cfg.action_space = env_id, space_to_json(env.action_space)
+    cfg.obs_shape, cfg.render_fps = list(env.observation_space.shape), env.metadata.get("render_fps", 30)
+    torch.manual_seed(0)
+    model = WorldModel(cfg)
+    with torch.no_grad():
+        model.dynamics.end_head.bias.fill_(-100.0)  # random weights would end dreams at random
+    save_model(out, model, info={"benchmark": "random weights"})
+    K = cfg.dynamics.context_frames
+    env.action_space.seed(0)
+    frames, actions = [env.reset(seed=0)[0]], []
+    for _ in range(K - 1):
+        actions.append(env.action_space.sample())
+        frames.append(env.step(actions[-1])[0])
+    write_safetensors(out / STARTS, {"frames": torch.from_numpy(np.stack(frames)[None]),  # (1, K, H, W, 3)
+                                     "actions": torch.from_numpy(np.stack(actions)[None])})  # (1, K-1, ...)
+    env.close()
+
+
+def dream_fps(run: str, num_envs: int, obs_type: str, seconds: float) -> dict:
+    """Frames/s (num_envs x steps/s) of `num_envs` dreams with random actions."""
+    envs = DreamVectorEnv(num_envs, checkpoint=run, obs_type=obs_type, max_episode_steps=10**9, device="cpu")
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+    envs.step(envs.action_space.sample())  # warm-up
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        envs.step(envs.action_space.sample())
+        steps += 1
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return {"frames_per_s": num_envs * steps / elapsed, "ms_per_step": 1000 * elapsed / steps, "steps": steps}
+
+
+def real_env_steps_per_s(env_id: str, seconds: float) -> float | None:
+    """Steps/s of the real env (one env, random actions); None when it is not installed."""
+    try:
+        env = make_env(env_id)
+    except (ImportError, ValueError):
+        return None
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    return steps / (time.perf_counter() - start)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(args: Args) -> dict:
+    """Measure, print the table, optionally write JSON; returns the results."""
+    torch.set_num_threads(args.threads)
+    seconds = 1.0 if args.quick else args.seconds
+    allocator = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = args.checkpoint or tmp
+        if args.checkpoint is None:
+            random_tiny_run(Path(tmp), args.env)
+        cfg, _ = read_config(run)
+        model = f"{args.checkpoint} ({cfg.preset})" if args.checkpoint else "tiny preset, random weights"
+        rows = {n: {o: dream_fps(run, n, o, seconds) for o in ("pixels", "latent")} for n in args.sizes}
+    real = real_env_steps_per_s(cfg.env_id, seconds)
+    results = {
+        "device": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": args.threads,
+        "date": time.strftime("%Y-%m-%d %H:%M"), "model": model, "env_id": cfg.env_id,
+        "tokens_per_frame": (cfg.tokenizer.image_size // 2 ** len(cfg.tokenizer.channels)) ** 2,
+        "allocator": allocator or "glibc malloc, no MALLOC_* variables set",
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "real_env_steps_per_s": real, "dreams": {str(n): r for n, r in rows.items()},
+    }
+    table = Table(title=f"DreamVectorEnv on {results['device']} ({args.threads} thread(s)): {model}")
+    for col in ("dreams", "pixels frames/s", "latent frames/s", "pixels ms/step", "latent ms/step", "decoder share"):
+        table.add_column(col, justify="right")
+    for n, r in rows.items():
+        pix, lat = r["pixels"], r["latent"]
+        share = max(0.0, 1 - lat["ms_per_step"] / pix["ms_per_step"])
+        table.add_row(str(n), f"{pix['frames_per_s']:,.0f}", f"{lat['frames_per_s']:,.0f}",
+                      f"{pix['ms_per_step']:.1f}", f"{lat['ms_per_step']:.1f}", f"{share:.0%}")
+    console = Console()
+    console.print(table)
+    console.print(f"real env {cfg.env_id}: " + (f"{real:,.0f} steps/s (one env)" if real else "not installed"))
+    console.print(f"allocator: {results['allocator']}; load average before/after "
+                  f"{results['load_average_before_after']} on {results['cores']} cores")
+    if GOAL_N in rows:
+        fps = rows[GOAL_N]["pixels"]["frames_per_s"]
+        results["goal"] = {"pixels_frames_per_s_at_64": GOAL_FPS, "met": fps >= GOAL_FPS}
+        console.print(f"goal {GOAL_FPS} pixel frames/s at N={GOAL_N}: {'met' if fps >= GOAL_FPS else 'not met'} "
+                      f"({fps:,.0f})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

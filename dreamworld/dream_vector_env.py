@@ -1,0 +1,353 @@
+"""`DreamVectorEnv`: N dreams of a trained world model as one Gymnasium VectorEnv, stepped in one batched call.
+
+Every step feeds all N current frames and actions through the dynamics transformer at once (its sliding KV
+cache keeps the cost and memory of a step flat), samples the next frames' tokens and decodes them to pixels in
+one call too (or, with `obs_type="latent"`, skips the decoder and returns the FSQ codes).
+
+Per-dream resets inside the batch. The cache is a list of (N, heads, L, head_dim) tensors shared by the batch,
+with one frame counter (the rotary position of the next frame). Every dream starts from a full context of
+`context_frames` real frames, so every row always holds exactly `context_frames - 1` cached frames: rows have
+equal lengths at all times. A dream that restarts while the others run is warmed up on its context in a small
+batched call whose frames sit at the absolute positions the batch is at (`WorldModel.start_at`), and its keys,
+values and current tokens replace row i. Attention depends on frame distances only, so the dream goes on as if
+it had been started alone: the same tokens, rewards and terminations for the same seed and actions (tested;
+decoded pixels can differ by one level of 255, as the CPU decoder's float rounding depends on the batch size).
+
+Randomness is per dream: each row has its own numpy generator (which start context it draws) and torch
+generator on the model's device (the sampling noise), seeded from `reset(seed=...)` (row i gets seed + i), so a
+dream's frames do not depend on the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from . import checkpoint as ckpt
+from .world_model import DreamState, WorldModel, WorldModelConfig
+
+OBS_TYPES = ("pixels", "latent")
+WINDOW_PIXELS = 512
+"""Side of the human-render window: frames are scaled up by whole multiples to about this size."""
+
+
+class StartContexts:
+    """Real start contexts for dreams: `context_frames` consecutive frames and the actions between them, drawn
+    from the training dataset `data` when given, else from the starts saved with the checkpoint."""
+
+    def __init__(self, run: str | os.PathLike, cfg: WorldModelConfig, data: str | os.PathLike | None = None):
+        self.length = cfg.dynamics.context_frames
+        if self.length < 2:
+            raise ValueError(f"a dream needs context_frames >= 2 to start from real frames, the model has "
+                             f"{self.length}")
+        self._dataset = None
+        if data is not None:
+            self._open_dataset(data, cfg)
+        else:
+            self._read_saved(Path(run), cfg)
+
+    def _open_dataset(self, data: str | os.PathLike, cfg: WorldModelConfig) -> None:
+        """Use random windows anywhere in the dataset's episodes (more varied starts than episode openings)."""
+        from dreamworld.envs import EpisodeDataset, space_from_json
+
+        ds = EpisodeDataset(data)
+        if (list(ds.obs_shape) != list(cfg.obs_shape) or ds.action_space != space_from_json(cfg.action_space)
+                or (cfg.env_id and ds.env_id != cfg.env_id)):
+            raise ValueError(f"dataset {data} ({ds.env_id}, frames {ds.obs_shape}, actions {ds.action_space}) does "
+                             f"not match the world model ({cfg.env_id}, frames {tuple(cfg.obs_shape)}, actions "
+                             f"{space_from_json(cfg.action_space)}): pass the dataset the model was trained on")
+        windows = np.array([max(e.steps - self.length + 2, 0) for e in ds.episodes])  # start positions per episode
+        if windows.sum() == 0:
+            raise ValueError(f"no episode in {data} has the {self.length} frames a dream starts from")
+        self._dataset, self._cumulative = ds, np.cumsum(windows)
+
+    def _read_saved(self, run: Path, cfg: WorldModelConfig) -> None:
+        """Check and keep the contexts in starts.safetensors (the last `length` frames of each)."""
+        path = run / ckpt.STARTS
+        if not path.is_file():
+            raise ckpt.CheckpointError(f"{run} has no {ckpt.STARTS} (real start frames saved at training time): "
+                                       "pass data=DATASET, the dataset the model was trained on")
+        tensors = ckpt.read_safetensors(path)
+        frames, actions = tensors.get("frames"), tensors.get("actions")
+        action_shape = () if cfg.action_space["type"] == "Discrete" else tuple(cfg.action_space["shape"])
+        K = self.length
+        if (frames is None or actions is None or frames.dtype != torch.uint8 or frames.ndim != 5
+                or list(frames.shape[2:]) != list(cfg.obs_shape) or frames.shape[1] < K
+                or tuple(actions.shape) != (frames.shape[0], frames.shape[1] - 1, *action_shape)):
+            shapes = {k: (str(v.dtype), tuple(v.shape)) for k, v in tensors.items()}
+            raise ckpt.CheckpointError(
+                f"{path} does not hold start contexts for this model (found {shapes}; expected frames uint8 (S, >="
+                f"{K}, {', '.join(map(str, cfg.obs_shape))}) and actions (S, K-1{', ' if action_shape else ''}"
+                f"{', '.join(map(str, action_shape))})): pass data=DATASET instead")
+        skip = frames.shape[1] - K  # keep the last K frames of longer contexts
+        self._frames, self._actions = frames[:, skip:].numpy(), actions[:, skip:].numpy()
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One context picked with `rng`: frames uint8 (K, H, W, 3) and the K-1 actions between them."""
+        if self._dataset is None:
+            i = int(rng.integers(len(self._frames)))
+            return self._frames[i], self._actions[i]
+        flat = int(rng.integers(self._cumulative[-1]))
+        episode = int(np.searchsorted(self._cumulative, flat, side="right"))
+        start = flat - (self._cumulative[episode - 1] if episode else 0)
+        window = self._dataset.window(episode, int(start), self.length - 1)
+        return window["frames"], window["actions"]
+
+
+def check_actions(space: gym.Space, actions, num_envs: int) -> np.ndarray:
+    """`actions` as an array (num_envs, *space.shape) of values inside `space`, or a ValueError naming the
+    first bad one ("action 7 is outside Discrete(3)")."""
+    arr = np.asarray(actions)
+    where = "" if num_envs == 1 else " (dream {})"
+    if arr.shape != (num_envs, *space.shape):
+        raise ValueError(f"actions of shape {arr.shape} do not fit {num_envs} dream(s) of {space}: expected an "
+                         f"array of shape {(num_envs, *space.shape)}")
+    if isinstance(space, gym.spaces.Discrete):
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"action {arr.tolist()} is outside {space}: Discrete actions are integers, got "
+                             f"{arr.dtype}")
+        inside = (arr >= space.start) & (arr < space.start + space.n)  # (num_envs,)
+    else:
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"action {arr.tolist()} is outside {space}: Box actions are numbers, got {arr.dtype}")
+        flat = arr.reshape(num_envs, -1)  # (num_envs, A)
+        low, high = space.low.reshape(1, -1), space.high.reshape(1, -1)  # (1, A) each
+        inside = (np.isfinite(flat) & (flat >= low) & (flat <= high)).all(axis=1)  # (num_envs,)
+    if not inside.all():
+        i = int(np.flatnonzero(~inside)[0])
+        raise ValueError(f"action {arr[i].tolist()} is outside {space}" + where.format(i))
+    return arr
+
+
+class Viewer:
+    """A pygame window showing uint8 (H, W, 3) frames scaled up (nearest neighbour), paced at `fps`."""
+
+    def __init__(self, title: str, fps: int):
+        try:
+            import pygame
+        except ImportError as e:
+            raise ImportError("render_mode='human' needs pygame: pip install 'dreamworld[play]'") from e
+        self._pygame, self._title, self._fps = pygame, title, fps
+        self._window = self._clock = None
+
+    def show(self, frame: np.ndarray) -> None:
+        """Draw `frame` (opening the window on first use), then wait out the rest of the frame's time."""
+        pygame = self._pygame
+        if self._window is None:
+            pygame.display.init()
+            pygame.display.set_caption(self._title)
+            scale = max(1, WINDOW_PIXELS // max(frame.shape[:2]))
+            self._window = pygame.display.set_mode((frame.shape[1] * scale, frame.shape[0] * scale))
+            self._clock = pygame.time.Clock()
+        surface = pygame.surfarray.make_surface(frame.transpose(1, 0, 2))  # pygame wants (W, H, 3)
+        pygame.transform.scale(surface, self._window.get_size(), self._window)
+        pygame.event.pump()
+        pygame.display.flip()
+        self._clock.tick(self._fps)
+
+    def close(self) -> None:
+        """Close the window."""
+        if self._window is not None:
+            self._pygame.display.quit()
+            self._window = None
+
+
+def tile(frames: np.ndarray) -> np.ndarray:
+    """Frames (B, H, W, 3) -> one image of them in a near-square grid (rows * H, cols * W, 3), black padding."""
+    B, H, W, _ = frames.shape
+    cols = math.ceil(math.sqrt(B))
+    rows = math.ceil(B / cols)
+    padded = np.zeros((rows * cols, H, W, 3), np.uint8)
+    padded[:B] = frames
+    grid = padded.reshape(rows, cols, H, W, 3).transpose(0, 2, 1, 3, 4)  # (rows, H, cols, W, 3)
+    return grid.reshape(rows * H, cols * W, 3)  # (rows * H, cols * W, 3)
+
+
+class DreamVectorEnv(VectorEnv):
+    """`num_envs` dreams of the world model in checkpoint directory `checkpoint`, stepped together.
+
+    Keyword arguments (the same for `gymnasium.make("dreamworld/Dream-v0", ...)` and `make_vec`):
+    checkpoint: run directory (config.json + model.safetensors [+ starts.safetensors]);
+    data: episode dataset to draw start contexts from (default: starts.safetensors of the checkpoint);
+    obs_type: "pixels" (uint8 (H, W, 3) frames) or "latent" (float32 (N, dims) FSQ codes of the frame's N tokens,
+    row-major over the token grid, in [-1, 1]; no pixel decoding);
+    temperature: sampling temperature of the next frame's tokens, 0 for the most likely ones (default 1.0, the
+    distribution the model learned);
+    max_episode_steps: dreams are truncated after this many steps;
+    render_mode: None, "rgb_array" (a tuple of frames) or "human" (a pygame window, all dreams in a grid);
+    device: where the model runs (default: CUDA when available, else the CPU).
+
+    Autoreset is NEXT_STEP: the step after a dream ends returns its new start observation, reward 0 and
+    terminated = truncated = False, ignoring that dream's action.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, *, checkpoint: str | os.PathLike, data: str | os.PathLike | None = None,
+                 obs_type: str = "pixels", temperature: float = 1.0, max_episode_steps: int = 1000,
+                 render_mode: str | None = None, device: str | torch.device | None = None):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0 (0: most likely frames), got {temperature!r}")
+        if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got "
+                             f"{render_mode!r}")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model: WorldModel = ckpt.load(checkpoint, device)  # in eval mode on `device`
+        cfg = self.model.cfg
+        self.starts = StartContexts(checkpoint, cfg, data)
+        self.num_envs, self.obs_type, self.temperature = num_envs, obs_type, float(temperature)
+        self.max_episode_steps, self.render_mode = max_episode_steps, render_mode
+        self.metadata = {**self.metadata, "render_fps": cfg.render_fps}
+        self.single_action_space = self.model.action_space
+        if obs_type == "pixels":
+            self.single_observation_space = gym.spaces.Box(0, 255, tuple(cfg.obs_shape), np.uint8)
+        else:
+            shape = (self.model.tokenizer.tokens_per_frame, len(cfg.tokenizer.levels))
+            self.single_observation_space = gym.spaces.Box(-1.0, 1.0, shape, np.float32)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._gens = [torch.Generator(device=self.model.device) for _ in range(num_envs)]
+        self._steps = np.zeros(num_envs, np.int64)
+        self._autoreset = np.zeros(num_envs, bool)
+        self._state: DreamState | None = None
+        self._frames: np.ndarray | None = None  # decoded current frames (B, H, W, 3), made on demand
+        self._viewer: Viewer | None = None
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        """Start dreams from real contexts. `seed`: an int (dream i gets seed + i), one per dream, or None (keep
+        each dream's random stream). `options={"reset_mask": bool array (num_envs,)}` restarts only those dreams
+        (the others go on; their observations are returned unchanged)."""
+        if isinstance(seed, (int, np.integer)):
+            seed = int(seed)
+            super().reset(seed=seed)
+        seeds = self._row_seeds(seed)
+        mask = (options or {}).get("reset_mask")
+        if mask is None:
+            rows = np.arange(self.num_envs)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != bool or not mask.any():
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with a "
+                                 f"True, got {mask.dtype} {mask.shape}")
+            if self._state is None and not mask.all():
+                raise ValueError("reset every dream once (without reset_mask) before restarting some of them")
+            rows = np.flatnonzero(mask)
+        for r in rows:
+            if seeds[r] is not None or self._rngs[r] is None:
+                self._rngs[r], _ = seeding.np_random(seeds[r])
+                self._gens[r].manual_seed(int(self._rngs[r].integers(2**63 - 1)))
+        self._start_rows(rows)
+        obs = self._observe()
+        if self.render_mode == "human":
+            self.render()
+        return obs, {}
+
+    def step(self, actions):
+        """Advance every dream one frame with `actions` (num_envs, ...) in one batched model call; dreams that
+        ended on the previous step restart instead (NEXT_STEP autoreset)."""
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        actions = check_actions(self.single_action_space, actions, self.num_envs)
+        restarting = self._autoreset.copy()
+        digit_logits, rewards, terminated = self.model.predict(self._state, actions)
+        self._state.tokens = self._sample(digit_logits, ~restarting)  # (B, N)
+        rewards = rewards.cpu().numpy().astype(np.float64)
+        terminated = terminated.cpu().numpy()
+        self._steps += 1
+        if restarting.any():
+            rows = np.flatnonzero(restarting)
+            self._start_rows(rows)
+            rewards[rows], terminated[rows] = 0.0, False
+        truncated = self._steps >= self.max_episode_steps
+        self._autoreset = terminated | truncated
+        obs = self._observe()
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, terminated, truncated, {}
+
+    def current_frames(self) -> np.ndarray:
+        """The dreams' current frames, uint8 (num_envs, H, W, 3) (decoded here in latent mode)."""
+        if self._state is None:
+            raise RuntimeError("call reset() before asking for frames")
+        if self._frames is None:
+            self._frames = self.model.tokenizer.decode_uint8(self._state.tokens).cpu().numpy()  # (B, H, W, 3)
+        return self._frames
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """"rgb_array": the current frames, one per dream; "human": show them in a window; None: nothing."""
+        if self.render_mode == "rgb_array":
+            return tuple(self.current_frames())
+        if self.render_mode == "human":
+            if self._viewer is None:
+                self._viewer = Viewer(f"dream: {self.model.cfg.env_id or 'world model'}", self.metadata["render_fps"])
+            self._viewer.show(tile(self.current_frames()))
+        return None
+
+    def close_extras(self, **kwargs) -> None:
+        """Close the window, if any."""
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+    def _row_seeds(self, seed) -> list[int | None]:
+        """One seed (or None) per dream."""
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, int):
+            return [seed + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"pass one seed per dream: got {len(seeds)} seeds for num_envs={self.num_envs}")
+        return seeds
+
+    def _start_rows(self, rows: np.ndarray) -> None:
+        """Begin new dreams in `rows` from start contexts drawn with each row's generator; the other rows go on."""
+        picks = [self.starts.draw(self._rngs[r]) for r in rows]
+        frames = torch.from_numpy(np.stack([f for f, _ in picks]))  # (b, K, H, W, 3)
+        actions = np.stack([a for _, a in picks])  # (b, K-1, ...)
+        self._steps[rows], self._autoreset[rows], self._frames = 0, False, None
+        if len(rows) == self.num_envs:
+            self._state = self.model.start(frames, actions)
+            return
+        state = self._state
+        fresh = self.model.start_at(frames, actions, first_frame=state.cache.frame - (self.starts.length - 1))
+        index = torch.as_tensor(rows, device=self.model.device)
+        for layer in range(len(state.cache.keys)):
+            state.cache.keys[layer][index] = fresh.cache.keys[layer]  # rows of (B, heads, L, head_dim)
+            state.cache.values[layer][index] = fresh.cache.values[layer]
+        state.tokens[index] = fresh.tokens
+
+    def _sample(self, digit_logits: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:
+        """Next tokens (B, N) from digit logits (B, N, sum(levels)): the most likely digits at temperature 0, else a
+        Gumbel-max draw (a sample of softmax(logits / temperature)) with noise from each stepping row's own
+        generator; rows about to restart draw nothing, so every dream's stream is its own."""
+        if self.temperature == 0 or not stepping.any():
+            return self.model.dynamics.sample(digit_logits, 0.0)
+        rows = np.flatnonzero(stepping)
+        uniform = torch.stack([torch.rand(digit_logits.shape[1:], generator=self._gens[r], device=digit_logits.device)
+                               for r in rows])  # (stepping rows, N, sum(levels))
+        noise = torch.zeros(digit_logits.shape, device=digit_logits.device)  # (B, N, sum(levels))
+        noise[torch.as_tensor(rows, device=digit_logits.device)] = -torch.log(-torch.log(uniform))
+        return self.model.dynamics.sample(digit_logits.float() / self.temperature + noise, 0.0)
+
+    def _observe(self) -> np.ndarray:
+        """Observations of all dreams: frames uint8 (B, H, W, 3) or FSQ codes float32 (B, N, dims)."""
+        self._frames = None
+        if self.obs_type == "latent":
+            return self.model.tokenizer.fsq.indices_to_codes(self._state.tokens).cpu().numpy()  # (B, N, dims)
+        return self.current_frames()
