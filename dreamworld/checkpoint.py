@@ -46,7 +46,7 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, ValueError, RuntimeError) as e:
         if _looks_pickled(data):
             raise CheckpointError(f"{path} is a pickle / torch.save file, not safetensors: dreamworld never loads "
-                                  "pickles from files (they can run code); convert the weights to safetensors") from None
+                                  "pickles (they can run code); convert the weights to safetensors") from None
         raise CheckpointError(f"{path} is not a valid safetensors file ({e}): it may be truncated; "
                               "train again or restore it") from None
 

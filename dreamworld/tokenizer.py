@@ -267,14 +267,15 @@ def reconstruct(tokenizer: Tokenizer, frames: np.ndarray, batch_size: int = 256)
 def train_tokenizer(tokenizer: Tokenizer, frames: np.ndarray, *, seconds: float | None = 240.0,
                     steps: int | None = None, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
                     progress: bool = True, log_fn=None, holdout: float = 0.05, warmup: int = 100,
-                    log_every: int = 50) -> dict:
+                    log_every: int = 50, fit_canvas: bool = True) -> dict:
     """Train on uint8 frames (N, H, W, 3), given in episode order, until `seconds` or `steps` run out.
 
     The last `holdout` fraction of frames (the last episodes) is kept out of training and scored at the end.
     Batches pair each sampled frame with its predecessor, which the loss uses to weigh what changed (at an
     episode start the predecessor belongs to the previous episode: a harmless, rare extra weight).
     AdamW with linear warmup then cosine decay to 5% over the budget (time or steps, whichever ends first),
-    gradient norm clipped at 1. `log_fn(step, stats)` is called every `log_every` steps.
+    gradient norm clipped at 1. `log_fn(step, stats)` is called every `log_every` steps. With `fit_canvas` the
+    canvas starts as the median training frame (turn it off to continue training a trained tokenizer).
     Returns steps, seconds, frames_per_s, final_loss (mean of the last log window), holdout_psnr.
     """
     if seconds is None and steps is None:
@@ -285,7 +286,8 @@ def train_tokenizer(tokenizer: Tokenizer, frames: np.ndarray, *, seconds: float 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     data = torch.from_numpy(frames[:n_train])
-    tokenizer.fit_canvas(frames[torch.randint(0, n_train, (min(n_train, 2048),), generator=gen).numpy()])
+    if fit_canvas:
+        tokenizer.fit_canvas(frames[torch.randint(0, n_train, (min(n_train, 2048),), generator=gen).numpy()])
     device = next(tokenizer.parameters()).device
     opt = torch.optim.AdamW(tokenizer.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.99))
     tokenizer.train()
