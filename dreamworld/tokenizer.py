@@ -9,14 +9,12 @@ with no learned codebook and no commitment loss.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 PSNR_CAP_DB = 60.0
 """PSNR reported for a frame reconstructed exactly (its MSE is floored at the MSE of 60 dB)."""
@@ -254,72 +252,3 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     mse = (a - b).square().flatten(-3).mean(-1)  # (...,) one MSE per frame
     floor = 255.0**2 * 10 ** (-PSNR_CAP_DB / 10)
     return float((10 * torch.log10(255.0**2 / mse.clamp_min(floor))).mean())
-
-
-@torch.no_grad()
-def reconstruct(tokenizer: Tokenizer, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Round trip uint8 frames (N, H, W, 3) through tokens; returns uint8 (N, H, W, 3)."""
-    out = [tokenizer.decode_uint8(tokenizer.encode(torch.from_numpy(frames[i:i + batch_size]))).cpu().numpy()
-           for i in range(0, len(frames), batch_size)]
-    return np.concatenate(out)
-
-
-def train_tokenizer(tokenizer: Tokenizer, frames: np.ndarray, *, seconds: float | None = 240.0,
-                    steps: int | None = None, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                    progress: bool = True, log_fn=None, holdout: float = 0.05, warmup: int = 100,
-                    log_every: int = 50, fit_canvas: bool = True) -> dict:
-    """Train on uint8 frames (N, H, W, 3), given in episode order, until `seconds` or `steps` run out.
-
-    The last `holdout` fraction of frames (the last episodes) is kept out of training and scored at the end.
-    Batches pair each sampled frame with its predecessor, which the loss uses to weigh what changed (at an
-    episode start the predecessor belongs to the previous episode: a harmless, rare extra weight).
-    AdamW with linear warmup then cosine decay to 5% over the budget (time or steps, whichever ends first),
-    gradient norm clipped at 1. `log_fn(step, stats)` is called every `log_every` steps. With `fit_canvas` the
-    canvas starts as the median training frame (turn it off to continue training a trained tokenizer).
-    Returns steps, seconds, frames_per_s, final_loss (mean of the last log window), holdout_psnr.
-    """
-    if seconds is None and steps is None:
-        raise ValueError("train_tokenizer needs a budget: pass seconds=..., steps=..., or both")
-    n_train = len(frames) - max(1, int(len(frames) * holdout))
-    if n_train < 2:
-        raise ValueError(f"{len(frames)} frames are too few to train on and hold some out")
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    data = torch.from_numpy(frames[:n_train])
-    if fit_canvas:
-        tokenizer.fit_canvas(frames[torch.randint(0, n_train, (min(n_train, 2048),), generator=gen).numpy()])
-    device = next(tokenizer.parameters()).device
-    opt = torch.optim.AdamW(tokenizer.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.99))
-    tokenizer.train()
-    bar = tqdm(total=steps or round(seconds), unit="step" if steps else "s", disable=not progress,
-               desc="tokenizer")
-    start, step, window = time.perf_counter(), 0, []
-    while True:
-        elapsed = time.perf_counter() - start
-        done = max(step / steps if steps else 0.0, elapsed / seconds if seconds else 0.0)
-        if done >= 1:
-            break
-        scale = min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
-        for group in opt.param_groups:
-            group["lr"] = lr * scale
-        idx = torch.randint(1, n_train, (batch_size,), generator=gen)
-        total, stats = tokenizer.loss(data[idx].to(device), data[idx - 1].to(device))
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), 1.0)
-        opt.step()
-        step += 1
-        window = (window + [stats["loss"]])[-log_every:]
-        bar.update(1 if steps else round(time.perf_counter() - start) - bar.n)
-        if step % log_every == 0:
-            rate = step * batch_size / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.1f}", fps=f"{rate:.0f}")
-            if log_fn is not None:
-                log_fn(step, {**stats, "lr": lr * scale, "frames_per_s": rate})
-    bar.close()
-    seconds_run = time.perf_counter() - start
-    tokenizer.eval()
-    held = frames[n_train:]
-    return {"steps": step, "seconds": seconds_run, "frames_per_s": step * batch_size / seconds_run,
-            "final_loss": float(np.mean(window)) if window else float("nan"),
-            "holdout_psnr": psnr(reconstruct(tokenizer, held), held), "holdout_frames": len(held)}

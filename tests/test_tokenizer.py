@@ -1,0 +1,81 @@
+"""Tests of the frame tokenizer: FSQ indexing and gradients, shapes, a tiny overfit, uint8 decoding."""
+
+import numpy as np
+import pytest
+import torch
+
+from dreamworld.tokenizer import FSQ, PSNR_CAP_DB, Tokenizer, TokenizerConfig, psnr
+
+TINY = TokenizerConfig(image_size=16, channels=[8, 16], blocks=[0, 1], levels=[5, 4, 3], groups=4)
+
+
+def dot_frames(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """n uint8 frames (n, size, size, 3): dark background with one white 2x2 dot at a random place."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((n, size, size, 3), (10, 10, 26), dtype=np.uint8)
+    for frame, (y, x) in zip(frames, rng.integers(0, size - 1, (n, 2)), strict=True):
+        frame[y:y + 2, x:x + 2] = 255
+    return frames
+
+
+def test_fsq_index_round_trip_covers_every_code():
+    fsq = FSQ([3, 4, 2])
+    idx = torch.arange(fsq.codebook_size)
+    codes = fsq.indices_to_codes(idx)  # (24, 3)
+    assert codes.shape == (24, 3) and codes.min() == -1 and codes.max() == 1
+    assert torch.equal(fsq.codes_to_indices(codes), idx)
+    assert len({tuple(c) for c in codes.tolist()}) == fsq.codebook_size
+
+
+def test_fsq_output_is_on_the_grid_and_passes_gradients():
+    fsq = FSQ([8, 5])
+    z = (3 * torch.randn(64, 2)).requires_grad_()
+    codes = fsq(z)
+    assert torch.equal(fsq.indices_to_codes(fsq.codes_to_indices(codes)), codes.detach())
+    codes.sum().backward()
+    assert z.grad is not None and (z.grad != 0).any()
+
+
+def test_default_config_shapes_and_uint8_decode():
+    tok = Tokenizer().eval()
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    idx = tok.encode(frames)
+    assert idx.shape == (2, tok.tokens_per_frame) and idx.dtype == torch.long
+    assert tok.tokens_per_frame == tok.grid[0] * tok.grid[1]
+    assert 0 <= idx.min() and idx.max() < tok.vocab_size <= 65536
+    recon = tok.decode(idx)
+    assert recon.shape == (2, 3, 64, 64) and recon.dtype == torch.float32
+    assert 0 <= recon.min() and recon.max() <= 1
+    pixels = tok.decode_uint8(idx)
+    assert pixels.shape == (2, 64, 64, 3) and pixels.dtype == torch.uint8
+    out, idx2 = tok(frames)
+    assert out.shape == (2, 3, 64, 64) and torch.equal(idx2, idx)
+
+
+def test_rejects_wrong_frames():
+    with pytest.raises(ValueError, match="uint8"):
+        Tokenizer(TINY).encode(torch.zeros(1, 16, 16, 3))
+
+
+def test_overfits_a_moving_dot():
+    torch.manual_seed(0)
+    tok = Tokenizer(TINY)
+    frames = torch.from_numpy(dot_frames(8))
+    start, _ = tok.loss(frames)
+    opt = torch.optim.AdamW(tok.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss, _ = tok.loss(frames, frames.roll(1, 0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end, stats = tok.loss(frames)
+    assert end.item() < 0.3 * start.item(), (start.item(), end.item())
+    assert set(stats) >= {"loss", "mse", "psnr"}
+
+
+def test_psnr_convention():
+    a = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    assert psnr(a, a) == pytest.approx(PSNR_CAP_DB)
+    b = a.copy()
+    b[0] = 255  # frame 0 at 0 dB, frame 1 exact: the mean of the per-frame values
+    assert psnr(a, b) == pytest.approx(PSNR_CAP_DB / 2)
