@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import toy_config
 from gymnasium.utils.env_checker import check_env
+from toy_models import toy_config
 
 import dreamworld
 from dreamworld.checkpoint import CONFIG, STARTS, WEIGHTS, CheckpointError, save_model, write_safetensors

@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import toy_config
+from toy_models import toy_config
 
 from dreamworld.checkpoint import load
 from dreamworld.envs import collect

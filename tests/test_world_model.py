@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import toy_config
+from toy_models import toy_config
 
 from dreamworld.checkpoint import CheckpointError, load, read_safetensors, save_model
 from dreamworld.world_model import WorldModel

@@ -1,0 +1,18 @@
+"""A world model small enough for unit tests (imported by the tests as `toy_models`)."""
+
+import gymnasium as gym
+
+from dreamworld.dynamics import DynamicsConfig
+from dreamworld.tokenizer import TokenizerConfig
+from dreamworld.world_model import WorldModelConfig
+
+
+def toy_config(action_space=None, context=4) -> WorldModelConfig:
+    """A world model small enough for unit tests (16 tokens per frame, 2 layers)."""
+    from dreamworld.envs import space_to_json
+
+    space = action_space or gym.spaces.Discrete(3)
+    return WorldModelConfig(
+        tokenizer=TokenizerConfig(channels=[8, 8, 16, 16], blocks=[0, 0, 0, 1], levels=[5, 4, 3], groups=4),
+        dynamics=DynamicsConfig(d_model=64, n_layers=2, n_heads=2, context_frames=context),
+        env_id="Toy-v0", action_space=space_to_json(space))
