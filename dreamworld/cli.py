@@ -8,12 +8,14 @@ import tyro
 
 from .cli_data import CollectArgs, DatasetArgs, run_collect, run_dataset
 from .cli_model import EvaluateArgs, TrainArgs, run_evaluate, run_train
+from .cli_play import PlayArgs, run_play
 
 COMMANDS = {
     "collect": (CollectArgs, run_collect),
     "dataset": (DatasetArgs, run_dataset),
     "train": (TrainArgs, run_train),
     "evaluate": (EvaluateArgs, run_evaluate),
+    "play": (PlayArgs, run_play),
 }
 
 
