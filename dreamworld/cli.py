@@ -6,6 +6,7 @@ import sys
 
 import tyro
 
+from .cli_agent import LoopArgs, TrainAgentArgs, run_loop, run_train_agent
 from .cli_data import CollectArgs, DatasetArgs, run_collect, run_dataset
 from .cli_model import EvaluateArgs, TrainArgs, run_evaluate, run_train
 from .cli_play import PlayArgs, run_play
@@ -16,6 +17,8 @@ COMMANDS = {
     "train": (TrainArgs, run_train),
     "evaluate": (EvaluateArgs, run_evaluate),
     "play": (PlayArgs, run_play),
+    "train-agent": (TrainAgentArgs, run_train_agent),
+    "loop": (LoopArgs, run_loop),
 }
 
 

@@ -1,4 +1,4 @@
-"""Record episodes from real envs into a dataset with a random, scripted or mixed policy."""
+"""Record episodes from real envs into a dataset with a random, scripted or mixed policy, or with an agent."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from .dataset_writer import DatasetWriter
 from .make import make_env
 
 Policy = Callable[[np.ndarray], object]
+BatchPolicy = Callable[[np.ndarray], np.ndarray]
+"""An agent: frames uint8 (N, H, W, 3) -> actions (N, ...)."""
 POLICIES = ("random", "scripted", "mixed")
 
 
@@ -60,17 +62,25 @@ class CollectResult:
     recovered: int
 
 
-def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str = "random", seed: int = 0,
-            num_envs: int = 1, size: tuple[int, int] = (64, 64), progress: bool = True) -> CollectResult:
+def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str | BatchPolicy = "random", seed: int = 0,
+            num_envs: int = 1, size: tuple[int, int] = (64, 64), progress: bool = True,
+            epsilon: float = 0.0) -> CollectResult:
     """Play `env_id` until the dataset at `out` holds at least `steps` steps, storing each finished episode.
 
     Running it again after a kill continues where the stored episodes end. 'mixed' alternates random and
-    scripted episodes. Episodes still running when the target is reached are stored as truncated.
+    scripted episodes. `policy` may also be an agent: a callable from frames (num_envs, H, W, 3) to actions
+    (num_envs, ...), asked once per step for all envs; its episodes are stored with policy "agent". A share
+    `epsilon` of an agent's actions is replaced by random ones (exploration). Episodes still running when the
+    target is reached are stored as truncated.
     """
     if steps < 1 or num_envs < 1:
         raise ValueError(f"--steps and --num-envs must be >= 1, got {steps} and {num_envs}")
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    agent = policy if callable(policy) else None
+    if agent is None and policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}, or pass an agent")
+    if not 0 <= epsilon <= 1:
+        raise ValueError(f"epsilon is a share of random actions in [0, 1], got {epsilon}")
+    policy = "agent" if agent is not None else policy
     envs = [make_env(env_id, size=size) for _ in range(num_envs)]
     spec_id = envs[0].spec.id if envs[0].spec else env_id
     with DatasetWriter(out, spec_id, envs[0].observation_space.shape, envs[0].action_space,
@@ -83,15 +93,23 @@ def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str = "rand
         names = [policy if policy != "mixed" else ("random", "scripted")[(start_episodes + i) % 2]
                  for i in range(num_envs)]
         policies = {(i, n): make_policy(n, env, seed + i) for i, env in enumerate(envs)
-                    for n in ({"random", "scripted"} if policy == "mixed" else {policy})}
+                    for n in ({"random", "scripted"} if policy == "mixed" else {policy} - {"agent"})}
+        explore = np.random.default_rng(seed + start_episodes)  # exploration of an agent
+        for i, env in enumerate(envs if agent is not None else []):
+            env.action_space.seed(seed * 7919 + start_episodes + i)
         episodes = []
         for i, env in enumerate(envs):
             obs, _ = env.reset(seed=seed * 100_003 + start_episodes + i)
             episodes.append(_Episode(frames=[obs], policy=names[i]))
         while done_steps < steps:
-            for i, env in enumerate(envs[: steps - done_steps]):
+            active = envs[: steps - done_steps]
+            if agent is not None:
+                batch = np.asarray(agent(np.stack([ep.frames[-1] for ep in episodes[: len(active)]])))
+            for i, env in enumerate(active):
                 ep = episodes[i]
-                action = policies[(i, ep.policy)](ep.frames[-1])
+                action = batch[i] if agent is not None else policies[(i, ep.policy)](ep.frames[-1])
+                if epsilon and explore.random() < epsilon:
+                    action = env.action_space.sample()
                 obs, reward, terminated, truncated, _ = env.step(action)
                 ep.frames.append(obs)
                 ep.actions.append(action)
