@@ -217,3 +217,20 @@ def test_agent_control(run, tmp_path, monkeypatch):
     app = build_app(args)
     app.run()
     assert app.session.dream.actions == [1, 1, 1]
+
+
+def test_real_game_that_cannot_be_copied_stops_comparing_on_rewind(run, monkeypatch):
+    from dreamworld.checkpoint import load
+
+    model = load(run)
+    session = PlaySession(model, StartContexts(run, model.cfg))
+    session.set_compare(True)
+
+    def refuse(obj):
+        raise TypeError("cannot pickle an emulator")
+
+    monkeypatch.setattr("dreamworld.play.session.copy.deepcopy", refuse)
+    session.step(1)
+    session.step(1)
+    assert session.rewind() and not session.compare and session.current.step == 1
+    assert session.episode()[1] == "dream"

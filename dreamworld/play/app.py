@@ -1,7 +1,7 @@
 """`PlayApp`: the pygame window in which a person (or an agent) plays the dream.
 
 Every frame: take the key events (real ones, or a script's), rewind or step the dream once, draw the header and
-the game, record, then wait out the rest of the frame's time (`pygame.time.Clock`). Events are handled every
+the game, record, then wait out the rest of the frame's time (`Pacer`). Events are handled every
 frame and slow writes (videos, datasets) run in a worker thread, so the window never stops answering.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -76,6 +77,34 @@ class PlayStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
+class Pacer:
+    """Keeps frames 1/fps apart on average: each deadline is the last one plus a frame, so oversleeping on one frame
+    is made up on the next; when frames run more than a frame late the schedule moves instead of rushing."""
+
+    def __init__(self, fps: int):
+        self.period = 1 / fps if fps else 0.0
+        self.deadline: float | None = None
+        self.times: deque[float] = deque(maxlen=31)
+
+    def wait(self) -> None:
+        """Sleep until the next frame's turn."""
+        if self.period:
+            self.deadline = (self.deadline or time.perf_counter()) + self.period
+            delay = self.deadline - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -self.period:
+                self.deadline = time.perf_counter()
+        self.times.append(time.perf_counter())
+
+    @property
+    def fps(self) -> float:
+        """Frames per second over the last 30 frames."""
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+
 class PlayApp:
     """The play window over a `PlaySession`: keys through `keymap`, `agent` (a policy with `act(obs (N, H, W, 3))
     -> actions (N, ...)`) when M hands it control."""
@@ -123,7 +152,7 @@ class PlayApp:
         self.session.reset()
         if self.options.record:
             self.recorder.start(self.options.record)
-        clock = pygame.time.Clock()
+        pacer = Pacer(self.options.fps)
         work, intervals, frames = [], [], 0
         start = last = time.perf_counter()
         with torch.inference_mode():
@@ -135,12 +164,12 @@ class PlayApp:
                         break
                 self._handle_events(pygame)
                 self._advance()
-                self._draw(pygame, clock.get_fps())
+                self._draw(pygame, pacer.fps)
                 self.recorder.add(self.picture())
                 for message in self.jobs.poll():
                     self.say(message)
                 work.append(1000 * (time.perf_counter() - t0))
-                clock.tick(self.options.fps)
+                pacer.wait()
                 now = time.perf_counter()
                 intervals.append(1000 * (now - last))
                 last, frames = now, frames + 1
@@ -223,8 +252,11 @@ class PlayApp:
         import pygame
 
         if pygame.K_BACKSPACE in self.held:
+            comparing = self.session.compare
             if self.session.rewind():
                 self.ended = False
+            if comparing and not self.session.compare:
+                self.say("the real game cannot rewind: press V to restart both")
             return
         if self.ended or (self.paused and not self.step_once):
             return

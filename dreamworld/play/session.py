@@ -90,6 +90,7 @@ class PlaySession:
         self.history: deque[Snapshot] = deque(maxlen=rewind_frames + 1)
         self.rows: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # frame -> per layer (1, H, N, D) k, v
         self.real_env: gym.Env | None = None
+        self.real_copyable = True
         self.compare = False
         self.state: DreamState | None = None
         self.dream, self.real = Track(), Track()
@@ -164,7 +165,8 @@ class PlaySession:
         return reward, ended
 
     def rewind(self) -> bool:
-        """Go back one frame (False when no earlier frame is kept). Playing on from there starts a new branch."""
+        """Go back one frame (False when no earlier frame is kept). Playing on from there starts a new branch. A
+        real game that cannot be copied cannot go back: comparing stops (V restarts both)."""
         if len(self.history) < 2:
             return False
         self.history.pop()
@@ -180,7 +182,9 @@ class PlaySession:
         self.generator.set_state(back.generator)
         for f in [f for f in self.rows if f >= back.frame]:
             del self.rows[f]
-        if self.compare:
+        if self.compare and back.real is None:
+            self.compare = False  # the real game cannot go back with the dream
+        elif self.compare:
             self.real_env = copy.deepcopy(back.real)
         self.dream.cut(back.step)
         self.real.cut(back.step)
@@ -202,5 +206,11 @@ class PlaySession:
         return float(np.mean(np.abs(diff))), 10 * np.log10(255**2 / max(mse, 1e-10))
 
     def _copy_real(self) -> gym.Env | None:
-        """A copy of the real env's state for rewind (None when not comparing)."""
-        return copy.deepcopy(self.real_env) if self.compare else None
+        """A copy of the real env's state for rewind (None when not comparing, or when the env cannot be copied)."""
+        if not self.compare or not self.real_copyable:
+            return None
+        try:
+            return copy.deepcopy(self.real_env)
+        except Exception:  # envs holding native handles (emulators, physics engines) may refuse to be copied
+            self.real_copyable = False
+            return None
