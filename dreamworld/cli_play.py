@@ -98,6 +98,10 @@ def build_app(args: PlayArgs) -> PlayApp:
     model = load(run, args.device)
     cfg = model.cfg
     agent = load_agent(args.agent) if args.agent else None
+    agent_space = getattr(agent, "action_space", model.action_space)
+    if agent_space != model.action_space:
+        raise ValueError(f"agent {args.agent} acts in {agent_space} but the world model {run} in "
+                         f"{model.action_space}: pass an agent trained for {cfg.env_id}")
     rewind = max(1, round(args.window.rewind_seconds * cfg.render_fps))
     session = PlaySession(model, StartContexts(run, cfg, args.data), temperature=args.temperature,
                           rewind_frames=rewind, seed=args.seed)

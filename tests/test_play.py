@@ -206,17 +206,23 @@ def test_cli_headless(run, tmp_path, capsys):
     assert "no shipped world" in capsys.readouterr().err
 
 
-def test_agent_control(run, tmp_path, monkeypatch):
-    class Left:
-        def act(self, obs):
-            assert obs.shape == (1, 64, 64, 3) and obs.dtype == np.uint8
-            return np.array([1])
+@pytest.mark.parametrize("obs_type", ["pixels", "latent"])
+def test_agent_control(run, tmp_path, obs_type):
+    from dreamworld.agents import ActorCritic, NetworkConfig, Policy
 
-    monkeypatch.setattr("dreamworld.cli_play.load_agent", lambda path: Left())
-    args = PlayArgs(checkpoint=str(run), agent="fake", window=PlayOptions(script="m,wait*2", fps=0))
-    app = build_app(args)
+    obs_space = (gym.spaces.Box(0, 255, (64, 64, 3), np.uint8) if obs_type == "pixels"
+                 else gym.spaces.Box(-1, 1, (16, 3), np.float32))  # toy: 16 tokens, 3 FSQ dims
+    net = ActorCritic(obs_space, gym.spaces.Discrete(3), NetworkConfig(hidden=16, channels=[4, 8]))
+    Policy(net, obs_type, "dreamworld/Catch-v0").save(tmp_path / "agent")
+    app = build_app(PlayArgs(checkpoint=str(run), agent=str(tmp_path / "agent"),
+                             window=PlayOptions(script="m,wait*3", fps=0)))
     app.run()
-    assert app.session.dream.actions == [1, 1, 1]
+    assert app.agent_mode and app.players == {"agent"} and len(app.session.dream.actions) == 4
+    assert set(app.session.dream.actions) <= {0, 1, 2}
+    Policy(ActorCritic(obs_space, gym.spaces.Discrete(5), NetworkConfig(hidden=16, channels=[4, 8])), obs_type,
+           "Other").save(tmp_path / "other")
+    with pytest.raises(ValueError, match="acts in Discrete\\(5\\)"):
+        build_app(PlayArgs(checkpoint=str(run), agent=str(tmp_path / "other"), window=PlayOptions(frames=1)))
 
 
 def test_real_game_that_cannot_be_copied_stops_comparing_on_rewind(run, monkeypatch):
