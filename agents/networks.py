@@ -97,8 +97,9 @@ class ActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.zeros(out))
             low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)  # (A,) each
             bounded = np.isfinite(low) & np.isfinite(high)
-            self.register_buffer("center", torch.tensor(np.where(bounded, (low + high) / 2, 0.0), dtype=torch.float32))
-            self.register_buffer("half", torch.tensor(np.where(bounded, (high - low) / 2, 1.0), dtype=torch.float32))
+            center, scale = np.where(bounded, (low + high) / 2, 0.0), np.where(bounded, (high - low) / 2, 1.0)
+            self.register_buffer("action_center", torch.tensor(center, dtype=torch.float32))  # (A,)
+            self.register_buffer("action_scale", torch.tensor(scale, dtype=torch.float32))  # (A,)
 
     @property
     def device(self) -> torch.device:
@@ -118,8 +119,8 @@ class ActorCritic(nn.Module):
         out = self.actor_head(self.actor_encoder(obs))  # (N, n) logits or (N, A) pre-tanh means
         if self.discrete:
             return Categorical(logits=out)
-        mean = self.center + self.half * torch.tanh(out)  # (N, A)
-        std = self.half * torch.exp(self.log_std.clamp(-5.0, 2.0))  # (A,)
+        mean = self.action_center + self.action_scale * torch.tanh(out)  # (N, A)
+        std = self.action_scale * torch.exp(self.log_std.clamp(-5.0, 2.0))  # (A,)
         return Independent(Normal(mean, std.expand_as(mean)), 1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
