@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated
 
 import tyro
 
@@ -22,8 +23,11 @@ class CollectArgs:
     """collect until the dataset holds this many steps (running again after a kill continues)"""
     out: str = "data/bricks"
     """dataset directory (created if new)"""
-    policy: Literal["random", "scripted", "mixed"] = "mixed"
-    """who plays: random actions, the game's scripted policy, or alternating episodes of both"""
+    policy: str = "mixed"
+    """who plays: random, scripted (the game's own policy), mixed (alternating episodes of both), or the directory
+    of a trained agent (dreamworld train-agent)"""
+    epsilon: float = 0.0
+    """share of random actions mixed into an agent's (exploration)"""
     seed: int = 0
     """seed of the envs and the random policy"""
     num_envs: int = 1
@@ -50,11 +54,20 @@ class DatasetArgs:
 
 def run_collect(args: CollectArgs) -> None:
     """Collect and print a summary table."""
-    from dreamworld.envs import collect
+    from dreamworld.envs import POLICIES, collect
 
+    policy = args.policy
+    if policy not in POLICIES:
+        from dreamworld.agents import load
+
+        from .agent_envs import frame_policy
+
+        if not (Path(policy) / "config.json").is_file():
+            raise ValueError(f"--policy {policy!r} is neither one of {', '.join(POLICIES)} nor an agent directory")
+        policy = frame_policy(load(policy))
     started = time.perf_counter()
-    result = collect(args.env, args.out, args.steps, policy=args.policy, seed=args.seed, num_envs=args.num_envs,
-                     size=args.size)
+    result = collect(args.env, args.out, args.steps, policy=policy, seed=args.seed, num_envs=args.num_envs,
+                     size=args.size, epsilon=args.epsilon)
     seconds = time.perf_counter() - started
     print_table(f"collected {args.env} into {args.out}", {
         "episodes added": result.episodes_added, "steps added": result.steps_added,

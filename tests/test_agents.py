@@ -213,6 +213,11 @@ def test_train_agent_from_the_command_line(tmp_path, algo, obs_type):
                         checkpoint=run, obs_type=obs_type)
     obs, _ = envs.reset(seed=0)
     envs.step(policy.act(obs))  # the policy acts on the dream's observations
+    collected = subprocess.run([sys.executable, "-m", "dreamworld", "collect", "--env", "Catch", "--steps", "12",
+                                "--out", str(tmp_path / "data"), "--policy", str(agent), "--epsilon", "0.1"],
+                               capture_output=True, text=True, timeout=300)
+    assert collected.returncode == 0, collected.stderr[-3000:]
+    assert {e.policy for e in EpisodeDataset(tmp_path / "data").episodes} == {"agent"}
     missing = subprocess.run([sys.executable, "-m", "dreamworld", "train-agent", "--checkpoint",
                               str(tmp_path / "none"), "--out", str(agent), "--wandb", "disabled"],
                              capture_output=True, text=True)
