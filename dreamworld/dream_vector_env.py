@@ -264,8 +264,8 @@ class DreamVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         actions = check_actions(self.single_action_space, actions, self.num_envs)
         restarting = self._autoreset.copy()
-        digit_logits, rewards, terminated = self.model.predict(self._state, actions)
-        self._state.tokens = self._sample(digit_logits, ~restarting)  # (B, N)
+        digit_logits = self.model.predict(self._state, actions)
+        rewards, terminated = self.model.advance(self._state, self._sample(digit_logits, ~restarting))
         rewards = rewards.cpu().numpy().astype(np.float64)
         terminated = terminated.cpu().numpy()
         self._steps += 1

@@ -1,8 +1,13 @@
 """The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
 
 The tokens of frame t, with action a_t added, predict every token of frame t+1 at once (one softmax per FSQ
-digit), plus the reward and the termination of that step. Time enters through rotary embeddings over the frame
-index (so cached keys stay valid as the window slides); space through a learned embedding per token position.
+digit). The reward and the termination of that step come from an outcome head that sees the transformer's state
+of frame t *and* the tokens of frame t+1 (as DIAMOND's reward model sees the next observation): a brick that
+vanished or a life that was lost shows in the next frame, so events are read off the outcome instead of being
+guessed before it, and in a dream they agree with the frame the model drew.
+
+Time enters through rotary embeddings over the frame index (so cached keys stay valid as the window slides);
+space through a learned embedding per token position.
 All attention goes through `dreamworld.kernels.attention`.
 """
 
@@ -149,8 +154,9 @@ class Dynamics(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.token_head = nn.Linear(cfg.d_model, sum(self.levels))
-        self.reward_head = nn.Linear(cfg.d_model, REWARD_CLASSES)
-        self.end_head = nn.Linear(cfg.d_model, 1)
+        self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
+        self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
+        self.end_head = nn.Linear(2 * cfg.d_model, 1)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -176,31 +182,44 @@ class Dynamics(nn.Module):
         x = x + self.spatial + self.action(actions)[:, :, None, :]  # (B, T, N, C)
         return x.reshape(B, T * N, -1)  # (B, T*N, C)
 
-    def heads(self, h: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Final hidden states (B, T*N, C) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3),
-        termination logits (B, T)."""
-        B = h.shape[0]
-        h = self.norm(h).view(B, frames, self.tokens_per_frame, -1)  # (B, T, N, C)
-        pooled = h.mean(dim=2)  # (B, T, C)
-        return self.token_head(h), self.reward_head(pooled), self.end_head(pooled).squeeze(-1)
-
-    def forward(self, tokens: torch.Tensor, actions: torch.Tensor):
-        """Teacher-forced pass over sequences of any length T: tokens (B, T, N), actions (B, T, ...) -> the heads'
-        outputs, where step t predicts frame t+1 (attention reaches back context_frames frames)."""
-        T = tokens.shape[1]
+    def hidden(self, tokens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced pass over sequences of any length T: tokens (B, T, N), actions (B, T, ...) -> normed
+        final states (B, T, N, C), where step t looks back `context_frames` frames."""
+        B, T, N = tokens.shape
         x = self.embed(tokens, actions)
-        frame_ids = torch.arange(T, device=tokens.device).repeat_interleave(self.tokens_per_frame)  # (T*N,)
+        frame_ids = torch.arange(T, device=tokens.device).repeat_interleave(N)  # (T*N,)
         cos, sin = _rotary(frame_ids, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base, x.dtype)
         for block in self.blocks:
-            x, _ = block(x, cos, sin, self.tokens_per_frame, self.cfg.context_frames)
-        return self.heads(x, T)
+            x, _ = block(x, cos, sin, N, self.cfg.context_frames)
+        return self.norm(x).view(B, T, N, -1)  # (B, T, N, C)
+
+    def token_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """States (..., N, C) -> next-frame digit logits (..., N, sum(levels))."""
+        return self.token_head(h)
+
+    def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States of frame t (..., N, C) and the tokens of frame t+1 (..., N) -> reward logits (..., 3) and
+        termination logits (...,). Each token position compares its state with what appeared there; mean and
+        max pooling over positions keep a one-token event (a vanished brick) from being averaged away."""
+        seen = self.digit_embed(self.digits(next_tokens) + self.offsets).sum(-2) + self.spatial  # (..., N, C)
+        z = self.outcome(torch.cat((h, seen), -1))  # (..., N, C)
+        pooled = torch.cat((z.mean(-2), z.amax(-2)), -1)  # (..., 2C)
+        return self.reward_head(pooled), self.end_head(pooled).squeeze(-1)
+
+    def forward(self, tokens: torch.Tensor, actions: torch.Tensor, next_tokens: torch.Tensor):
+        """Teacher-forced training pass: tokens (B, T, N), actions (B, T, ...) and the frames they led to,
+        next_tokens (B, T, N) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3), termination
+        logits (B, T)."""
+        h = self.hidden(tokens, actions)  # (B, T, N, C)
+        return (self.token_logits(h), *self.outcomes(h, next_tokens))
 
     def empty_cache(self) -> KVCache:
         """A cache holding no frames."""
         return KVCache(keys=[None] * len(self.blocks), values=[None] * len(self.blocks), frame=0)
 
-    def step(self, tokens: torch.Tensor, actions: torch.Tensor, cache: KVCache):
-        """One frame through the cache: tokens (B, N), actions (B, ...) -> heads for this frame (T = 1).
+    def step(self, tokens: torch.Tensor, actions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One frame through the cache: tokens (B, N), actions (B, ...) -> normed states (B, N, C) of this frame
+        (feed them to `token_logits`, then with the sampled next tokens to `outcomes`).
 
         The cache gains this frame and drops frames older than `context_frames - 1`, so the cost of a step and
         the memory stay flat however long the episode runs.
@@ -215,7 +234,7 @@ class Dynamics(nn.Module):
             if keep:
                 cache.keys[i], cache.values[i] = k[:, :, -keep:], v[:, :, -keep:]  # (B, H, <=keep, D)
         cache.frame += 1
-        return self.heads(x, 1)
+        return self.norm(x)  # (B, N, C)
 
     def sample(self, digit_logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None):
         """Digit logits (..., sum(levels)) -> token indices (...,): argmax at temperature 0, else sampled."""

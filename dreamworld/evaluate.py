@@ -112,16 +112,19 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
 
 @torch.no_grad()
 def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
-    """Reward and termination F1, one step ahead with real context, over every step of `episodes`.
-    A reward event is a nonzero reward; it counts as found when the predicted sign matches."""
+    """Reward and termination F1 over every step of `episodes`, read by the outcome head from the real context
+    and the real next frame (in a dream, from the frame the model drew). A reward event is a nonzero reward; it
+    counts as found when the predicted sign matches."""
     T = 4 * model.cfg.dynamics.context_frames
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for i in episodes:
         ep = ds.episode(i)
-        tokens = model.encode(torch.from_numpy(ep["frames"][:-1]))  # (S, N)
+        tokens = model.encode(torch.from_numpy(ep["frames"]))  # (S+1, N)
         actions = model.actions_tensor(ep["actions"])
-        for s in range(0, len(tokens), T):  # chunks of T steps; a chunk's first steps see less than a full window
-            _, reward_logits, end_logits = model.dynamics(tokens[None, s : s + T], actions[None, s : s + T])
+        for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
+            e = min(s + T, len(actions))
+            _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
+                                                          tokens[None, s + 1 : e + 1])
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
         true_r.append(np.sign(ep["rewards"]).astype(int))

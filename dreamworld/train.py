@@ -47,6 +47,9 @@ class TrainConfig:
     sequence reaches back context_frames frames, as in generation"""
     tokenizer_batch_size: int = 32
     """tokenizer batch: frames"""
+    canvas_frames: int = 4096
+    """frames drawn at random to start the tokenizer's canvas at their per-pixel median (the background); 0
+    starts it grey"""
     lr: float = 1e-3
     """dynamics peak learning rate"""
     tokenizer_lr: float = 2e-3
@@ -65,6 +68,8 @@ class TrainConfig:
     """weight of terminal steps in the termination loss"""
     reward_weight: float = 1.0
     """weight of the reward loss"""
+    reward_event_weight: float = 5.0
+    """weight of steps with a nonzero reward in the reward loss (they are rare: about 2% of steps in the games)"""
     checkpoint_seconds: float = 60.0
     """write a checkpoint at least this often"""
     eval_seconds: float = 300.0
@@ -162,9 +167,10 @@ def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
 
 
 def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """Cross-entropy on every FSQ digit of the next frame's tokens, reward sign, weighted termination BCE."""
+    """Cross-entropy on every FSQ digit of the next frame's tokens, weighted reward-sign CE and weighted
+    termination BCE (events outweigh the common uneventful steps)."""
     tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
-    digit_logits, reward_logits, end_logits = model.dynamics(tokens[:, :-1], batch["actions"])
+    digit_logits, reward_logits, end_logits = model.dynamics(tokens[:, :-1], batch["actions"], tokens[:, 1:])
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
     correct = torch.ones(targets.shape[:-1], dtype=torch.bool)  # (B, T, N)
@@ -175,8 +181,9 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
     denom = mask.sum().clamp_min(1)
     token_loss = token_loss / denom
     reward_class = (torch.sign(batch["rewards"]) + 1).long()  # (B, T)
-    reward_loss = (F.cross_entropy(reward_logits.flatten(0, 1), reward_class.flatten(), reduction="none")
-                   * mask.flatten()).sum() / denom
+    reward_ce = F.cross_entropy(reward_logits.flatten(0, 1), reward_class.flatten(), reduction="none")  # (B*T,)
+    event = (reward_class != 1).float()  # (B, T)
+    reward_loss = (reward_ce.view_as(mask) * (1 + (cfg.reward_event_weight - 1) * event) * mask).sum() / denom
     ends = batch["ends"].float()
     end_loss = (F.binary_cross_entropy_with_logits(end_logits, ends, reduction="none") * (1 + (cfg.end_weight - 1)
                 * ends) * mask).sum() / denom
@@ -228,6 +235,9 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
         ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id})
 
+    if not resume and cfg.canvas_frames:
+        sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
+        model.tokenizer.fit_canvas(steps.frames[sample.numpy()])
     if not resume:
         save(state)
         _save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)

@@ -54,10 +54,12 @@ class WorldModelConfig:
 
 @dataclass
 class DreamState:
-    """A batch of dreams in progress: the KV cache and the tokens of each dream's current frame."""
+    """A batch of dreams in progress: the KV cache, the tokens of each dream's current frame and, between
+    `predict` and `advance`, the dynamics states of that frame."""
 
     cache: KVCache
     tokens: torch.Tensor  # (B, N) tokens of the current frame
+    hidden: torch.Tensor | None = None  # (B, N, C) states of the current frame after `predict`
 
 
 class WorldModel(nn.Module):
@@ -111,18 +113,27 @@ class WorldModel(nn.Module):
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
         """Advance every dream by one step: actions (B, ...) -> (frames uint8 (B, H, W, 3), rewards (B,) float,
         terminated (B,) bool). `temperature` 0 takes the most likely tokens."""
-        digit_logits, rewards, terminated = self.predict(state, actions)
-        state.tokens = self.dynamics.sample(digit_logits, temperature, generator)  # (B, N)
+        digit_logits = self.predict(state, actions)
+        rewards, terminated = self.advance(state, self.dynamics.sample(digit_logits, temperature, generator))
         return self.tokenizer.decode_uint8(state.tokens), rewards, terminated
 
     @torch.no_grad()
-    def predict(self, state: DreamState, actions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The dynamics half of `step`: feed the current frames and actions (B, ...) through the cache ->
-        next-frame digit logits (B, N, sum(levels)), rewards (B,) float, terminated (B,) bool. The caller
-        samples the next tokens into `state.tokens` (and decodes them only if it needs pixels)."""
-        digit_logits, reward_logits, end_logits = self.dynamics.step(state.tokens, self.actions_tensor(actions),
-                                                                     state.cache)
-        return digit_logits[:, 0], self.reward_values[reward_logits[:, 0].argmax(-1)], end_logits[:, 0] > 0
+    def predict(self, state: DreamState, actions) -> torch.Tensor:
+        """First half of `step`: feed the current frames and actions (B, ...) through the cache -> next-frame
+        digit logits (B, N, sum(levels)). The caller samples the next tokens from them and passes them to
+        `advance` (and decodes them only if it needs pixels)."""
+        state.hidden = self.dynamics.step(state.tokens, self.actions_tensor(actions), state.cache)  # (B, N, C)
+        return self.dynamics.token_logits(state.hidden)
+
+    @torch.no_grad()
+    def advance(self, state: DreamState, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Second half of `step`: the sampled next tokens (B, N) become the current frame -> the step's rewards
+        (B,) float and terminated (B,) bool, read off the transition from the old frame to the new one."""
+        if state.hidden is None:
+            raise RuntimeError("call predict() before advance()")
+        reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
+        state.tokens, state.hidden = next_tokens, None
+        return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 
     @torch.no_grad()
     def imagine(self, frames: torch.Tensor, actions: torch.Tensor, temperature: float = 0.0,

@@ -25,14 +25,27 @@ def test_kv_cache_steps_equal_the_full_pass(space):
     torch.manual_seed(0)
     model = WorldModel(toy_config(space)).eval()
     model.action_space.seed(0)
-    tokens, actions = _inputs(model)
-    full_logits, full_reward, full_end = model.dynamics(tokens, model.actions_tensor(actions))
+    tokens, actions = _inputs(model, T=5)
+    acts = model.actions_tensor(actions[:, :-1])
+    full_logits, full_reward, full_end = model.dynamics(tokens[:, :-1], acts, tokens[:, 1:])
     cache = model.dynamics.empty_cache()
-    for t in range(tokens.shape[1]):
-        logits, reward, end = model.dynamics.step(tokens[:, t], model.actions_tensor(actions[:, t]), cache)
-        torch.testing.assert_close(logits[:, 0], full_logits[:, t], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(reward[:, 0], full_reward[:, t], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(end[:, 0], full_end[:, t], atol=1e-5, rtol=1e-4)
+    for t in range(4):
+        h = model.dynamics.step(tokens[:, t], acts[:, t], cache)
+        reward, end = model.dynamics.outcomes(h, tokens[:, t + 1])
+        torch.testing.assert_close(model.dynamics.token_logits(h), full_logits[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(reward, full_reward[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(end, full_end[:, t], atol=1e-5, rtol=1e-4)
+
+
+def test_outcome_heads_read_the_next_frame():
+    """The reward and termination of a step depend on the frame it led to (the outcome head sees it)."""
+    torch.manual_seed(4)
+    model = WorldModel(toy_config()).eval()
+    tokens, actions = _inputs(model, T=3)
+    acts = model.actions_tensor(actions)
+    _, reward_a, end_a = model.dynamics(tokens, acts, tokens)
+    _, reward_b, end_b = model.dynamics(tokens, acts, tokens.roll(1, dims=2))
+    assert not torch.allclose(reward_a, reward_b) and not torch.allclose(end_a, end_b)
 
 
 def test_sliding_window_sees_only_the_last_frames():
@@ -45,11 +58,11 @@ def test_sliding_window_sees_only_the_last_frames():
     actions = model.actions_tensor(actions)
     cache = model.dynamics.empty_cache()
     for t in range(40):
-        logits, _, _ = model.dynamics.step(tokens[:, t], actions[:, t], cache)
+        logits = model.dynamics.token_logits(model.dynamics.step(tokens[:, t], actions[:, t], cache))
     assert cache.keys[0].shape[2] == 2 * model.tokenizer.tokens_per_frame  # context - 1 frames kept
-    full, _, _ = model.dynamics(tokens, actions)
-    torch.testing.assert_close(logits[:, 0], full[:, -1], atol=1e-4, rtol=1e-4)
-    shifted, _, _ = model.dynamics(tokens[:, -12:], actions[:, -12:])  # starts 28 frames later
+    full = model.dynamics.token_logits(model.dynamics.hidden(tokens, actions))
+    torch.testing.assert_close(logits, full[:, -1], atol=1e-4, rtol=1e-4)
+    shifted = model.dynamics.token_logits(model.dynamics.hidden(tokens[:, -12:], actions[:, -12:]))  # 28 later
     torch.testing.assert_close(shifted[:, -1], full[:, -1], atol=1e-4, rtol=1e-4)
 
 
