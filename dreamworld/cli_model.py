@@ -57,18 +57,23 @@ class EvaluateArgs:
 
 def run_train(args: TrainArgs) -> None:
     """Train and print the summary table."""
+    from .distributed import env_rank
     from .presets import preset
     from .train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     summary = train(args.data, args.out, preset(args.preset), args.train, resume=args.resume, wandb=args.wandb)
+    if env_rank() != 0:
+        return  # under torchrun rank 0 reports
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
             f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}"}
     for phase in ("tokenizer", "dynamics"):
         if phase in summary:
             s = summary[phase]
             rows[f"{phase} steps"] = s["steps"]
+            if s["first_loss"] is not None:
+                rows[f"{phase} first loss"] = f"{s['first_loss']:.4f}"
             rows[f"{phase} final loss"] = f"{s['final_loss']:.4f}"
     if "dynamics" in summary:
         rows["dynamics frames/s"] = f"{summary['dynamics']['frames_per_s']:.0f}"

@@ -3,6 +3,8 @@
 Read top to bottom: `train` loads the data, runs the two phases through `run_phase` (one optimisation loop
 with NaN guard, periodic atomic checkpoints and logging), then scores the model on held-out episodes.
 A run directory holds config.json, model.safetensors, starts.safetensors and train_state.pt (for --resume).
+Under torchrun the module being trained is wrapped in DistributedDataParallel: each rank samples its own
+windows, rank 0 decides when to stop, save and evaluate, and only rank 0 logs and writes (see distributed.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dreamworld.envs import EpisodeDataset, env_render_fps
 
 from . import checkpoint as ckpt
 from .data import WindowSampler, load_steps, split_episodes
+from .distributed import Distributed
 from .evaluate import fidelity
 from .media import side_by_side
 from .tracking import Tracker
@@ -81,7 +84,9 @@ class TrainConfig:
     seed: int = 0
     """seed of initialisation and sampling"""
     device: str = "cpu"
-    """cpu or cuda"""
+    """cpu or cuda (under torchrun each rank takes cuda:LOCAL_RANK)"""
+    dump_ranks: bool = False
+    """(debugging data-parallel runs) every rank writes its final weights to OUT/rank_K.safetensors"""
 
 
 class TrainingDiverged(RuntimeError):
@@ -98,9 +103,11 @@ def _budget(cfg: TrainConfig, phase: str) -> tuple[int | None, float | None]:
 
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
-              on_eval: Callable[[int], None] | None = None) -> dict:
+              on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None) -> dict:
     """Optimise `loss_fn` over `params` until the phase's budget is spent; resumes from `state` if it is
-    this phase's. Returns the phase summary."""
+    this phase's. Returns the phase summary. With `dist`, stopping, saving, evaluating and the learning rate
+    follow rank 0's clock and the loss is the mean over the ranks, so all ranks step in lockstep."""
+    dist = dist or Distributed("cpu")
     steps_budget, seconds_budget = _budget(cfg, name)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
@@ -109,22 +116,36 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
         step, elapsed = int(state["step"]), float(state["elapsed"])
     model.train()
     bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),
-               desc=name, unit="step" if steps_budget else "s", dynamic_ncols=True)
+               desc=name, unit="step" if steps_budget else "s", dynamic_ncols=True, disable=not dist.is_main)
     started = time.perf_counter() - elapsed
     last_save = last_eval = time.perf_counter()
     window: list[float] = []
     first_loss = state.get("first_loss")
     while True:
-        elapsed = time.perf_counter() - started
-        done = max(step / steps_budget if steps_budget else 0.0, elapsed / seconds_budget if seconds_budget else 0.0)
+        now = time.perf_counter()
+        done = max(step / steps_budget if steps_budget else 0.0, (now - started) / seconds_budget
+                   if seconds_budget else 0.0)
+        done, save_due, eval_due = dist.from_main([done, now - last_save >= cfg.checkpoint_seconds,
+                                                   on_eval is not None and now - last_eval >= cfg.eval_seconds])
+        if save_due:
+            save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
+                  "global_step": state["global_step"], "first_loss": first_loss})
+            last_save = now
+        if eval_due:
+            if dist.is_main:
+                on_eval(state["global_step"] + step)
+                model.train()
+            dist.barrier()
+            last_eval = time.perf_counter()
         if done >= 1:
             break
         scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
         for group in opt.param_groups:
             group["lr"] = lr * scale
         loss, metrics = loss_fn()
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the {name} loss became {loss.item()} at step {step}: stopped; the last good "
+        loss_value = dist.mean(loss.item())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
                                    "checkpoint is kept. Lower the learning rate and run again with --resume")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -134,8 +155,8 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
                                    "last good checkpoint is kept. Lower the learning rate and run again with --resume")
         opt.step()
         step += 1
-        first_loss = loss.item() if first_loss is None else first_loss
-        window = (window + [loss.item()])[-cfg.log_every :]
+        first_loss = loss_value if first_loss is None else first_loss
+        window = (window + [loss_value])[-cfg.log_every :]
         bar.update(1 if steps_budget else round(time.perf_counter() - started) - bar.n)
         if step % cfg.log_every == 0:
             rate = step / max(time.perf_counter() - started, 1e-9)
@@ -143,15 +164,6 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             tracker.log({f"train/{name}/{k}": v for k, v in metrics.items()} |
                         {f"train/{name}/lr": lr * scale, f"train/{name}/steps_per_s": rate,
                          f"train/{name}/grad_norm": grad_norm.item()}, step=state["global_step"] + step)
-        now = time.perf_counter()
-        if now - last_save >= cfg.checkpoint_seconds:
-            save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
-                  "global_step": state["global_step"], "first_loss": first_loss})
-            last_save = now
-        if on_eval is not None and now - last_eval >= cfg.eval_seconds:
-            on_eval(state["global_step"] + step)
-            model.train()
-            last_eval = time.perf_counter()
     bar.close()
     seconds = time.perf_counter() - started
     state["global_step"] += step
@@ -194,22 +206,26 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
 
 
 @torch.no_grad()
-def encode_frames(model: WorldModel, frames: np.ndarray, batch: int = 256) -> torch.Tensor:
+def encode_frames(model: WorldModel, frames: np.ndarray, batch: int = 256, progress: bool = True) -> torch.Tensor:
     """uint8 frames (F, H, W, 3) -> tokens (F, N) on the CPU."""
     model.eval()
     return torch.cat([model.encode(torch.from_numpy(frames[i : i + batch])).cpu()
-                      for i in tqdm(range(0, len(frames), batch), desc="encoding frames", leave=False)])
+                      for i in tqdm(range(0, len(frames), batch), desc="encoding frames", leave=False,
+                                    disable=not progress)])
 
 
 def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, resume: bool = False,
           wandb: str = "offline") -> dict:
-    """Train a world model on the dataset `data` into the run directory `out`; returns the summary."""
+    """Train a world model on the dataset `data` into the run directory `out`; returns the summary (rank 0's
+    holds the held-out metrics). Under torchrun every rank runs this; they train one model together."""
     ds, out = EpisodeDataset(data), Path(out)
-    torch.manual_seed(cfg.seed)
+    dist = Distributed(cfg.device)
+    device = dist.device
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_eps, held_eps = split_episodes(ds, cfg.holdout)
     if resume:
         state = ckpt.load_train_state(out)
-        model = ckpt.load(out, cfg.device)
+        model = ckpt.load(out, device)
         if model.cfg.env_id != ds.env_id:
             raise ValueError(f"{out} was trained on {model.cfg.env_id}, but {data} holds {ds.env_id}")
     else:
@@ -219,67 +235,90 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         model_cfg.action_space = ds.manifest["action_space"]
         model_cfg.render_fps = int(ds.manifest.get("render_fps") or env_render_fps(ds.env_id))
         model_cfg.reward_values = _reward_values(ds, train_eps)
-        model = WorldModel(model_cfg).to(cfg.device)
+        model = WorldModel(model_cfg).to(device)
         state = {"phase": "tokenizer", "global_step": 0}
-    tracker = Tracker(wandb, out, {"model": model.cfg.to_dict(), "train": asdict(cfg), "data": str(data)},
-                      job="train", resume_id=state.get("wandb_id"))
+    dist.barrier()  # every rank has read the run directory before rank 0 writes to it
+    if dist.active:
+        torch.manual_seed(cfg.seed + dist.rank)
+    tracker = Tracker(wandb, out, {"model": model.cfg.to_dict(), "train": asdict(cfg), "data": str(data),
+                                   "world_size": dist.world_size},
+                      job="train", rank=dist.rank, resume_id=state.get("wandb_id"))
     state["wandb_id"] = tracker.id
-    steps = load_steps(ds, train_eps)
+    steps = load_steps(ds, train_eps, progress=dist.is_main)
     frames = torch.from_numpy(steps.frames)
     generator = torch.Generator().manual_seed(cfg.seed)
-    if "generator" in state:
+    if len(state.get("generators", ())) == dist.world_size:
+        generator.set_state(state["generators"][dist.rank])
+    elif "generator" in state and dist.is_main:
         generator.set_state(state["generator"])
+    elif resume:  # a rank whose sampler state was not saved: fresh windows, not those of the run's start
+        generator.manual_seed(cfg.seed + dist.rank + 1_000_003 * state["global_step"])
     summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames)}
 
     def save(phase_state: dict) -> None:
+        """Rank 0 writes the model and the resume state (with every rank's sampler state); all ranks call it."""
+        generators = dist.gather(generator.get_state())
+        if not dist.is_main:
+            return
         ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
-        ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id})
+        ranks = {"generators": generators} if dist.active else {}
+        ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id,
+                                    **ranks})
 
     if not resume and cfg.canvas_frames:
         sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
         model.tokenizer.fit_canvas(steps.frames[sample.numpy()])
+    if not resume and dist.active:
+        generator.manual_seed(cfg.seed + dist.rank)  # each rank samples its own batches from here on
     if not resume:
         save(state)
-        _save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
+        if dist.is_main:
+            _save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
     started = time.perf_counter()
     if state["phase"] == "tokenizer":
         has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
+        net = dist.wrap(model.tokenizer, model.tokenizer.loss)
 
         def tokenizer_loss():
             idx = has_prev[torch.randint(len(has_prev), (cfg.tokenizer_batch_size,), generator=generator)]
-            return model.tokenizer.loss(frames[idx].to(cfg.device), frames[idx - 1].to(cfg.device))
+            return net(frames[idx].to(device), frames[idx - 1].to(device))
 
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
-                                         cfg.tokenizer_lr, cfg, state, save, tracker)
+                                         cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist)
         state = {"phase": "dynamics", "global_step": state["global_step"]}
         save(state)
-        _log_reconstructions(model, steps.frames, tracker, state["global_step"])
+        if dist.is_main:
+            _log_reconstructions(model, steps.frames, tracker, state["global_step"])
     if state["phase"] == "dynamics":
-        tokens = encode_frames(model, steps.frames)
+        tokens = encode_frames(model, steps.frames, progress=dist.is_main)
         sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
         sampler.generator = generator
         model.tokenizer.requires_grad_(False)
+        net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg))
 
         def loss():
-            batch = {k: v.to(cfg.device) for k, v in sampler.sample(cfg.batch_size).items()}
-            return dynamics_loss(model, batch, cfg)
+            return net({k: v.to(device) for k, v in sampler.sample(cfg.batch_size).items()})
 
         def on_eval(step: int) -> None:
             if held_eps:
                 _log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
 
         summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
-                                        state, save, tracker, on_eval)
-        summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size
+                                        state, save, tracker, on_eval, dist=dist)
+        summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
                                                * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
         state = {"phase": "done", "global_step": state["global_step"]}
         save(state)
     summary["train_seconds"] = time.perf_counter() - started
-    if held_eps:
+    if cfg.dump_ranks:
+        ckpt.write_safetensors(out / f"rank_{dist.rank}.safetensors", model.state_dict())
+    if held_eps and dist.is_main:
         summary["eval"] = _log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
     tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])
     tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tracker.finish()
+    dist.barrier()  # the other ranks wait for rank 0's evaluation
+    dist.close()
     return summary
 
 

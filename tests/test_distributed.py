@@ -1,0 +1,50 @@
+"""Data-parallel training: `torchrun --nproc_per_node=2 -m dreamworld train` on the CPU (gloo) ends with identical
+weights on both ranks, a falling loss, one checkpoint written by rank 0 and a different sampler on each rank."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import torch
+
+from dreamworld.checkpoint import load, read_safetensors
+from dreamworld.envs import collect
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _loss(stdout: str, phase: str, which: str) -> float:
+    match = re.search(rf"{phase} {which} loss\s*│\s*([0-9.]+)", stdout)
+    assert match, f"no '{phase} {which} loss' in:\n{stdout}"
+    return float(match.group(1))
+
+
+def test_two_cpu_ranks_train_one_model(tmp_path):
+    data, run = tmp_path / "data", tmp_path / "run"
+    collect("Catch", data, 1200, policy="mixed", seed=0, num_envs=3, progress=False)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "dreamworld", "train", "--data", str(data), "--out", str(run),
+           "--wandb", "disabled", "--steps", "40", "--tokenizer-batch-size", "4", "--batch-size", "2",
+           "--sequence-frames", "8", "--warmup-steps", "3", "--log-every", "4", "--holdout", "0.34",
+           "--eval-samples", "4", "--canvas-frames", "64", "--dump-ranks"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("dreamworld train") == 1  # only rank 0 reports
+    rank0, rank1 = (read_safetensors(run / f"rank_{k}.safetensors") for k in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), f"{name} differs between the ranks"
+    model = load(run)  # rank 0's checkpoint holds the same weights
+    assert all(torch.equal(v, rank0[k]) for k, v in model.state_dict().items())
+    for phase in ("tokenizer", "dynamics"):
+        assert _loss(out.stdout, phase, "final") < _loss(out.stdout, phase, "first")
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    assert state["phase"] == "done" and state["global_step"] == 40
+    assert len(state["generators"]) == 2 and not torch.equal(*state["generators"])  # each rank its own windows
