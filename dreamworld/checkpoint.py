@@ -27,6 +27,15 @@ VERSION = 1
 CONFIG, WEIGHTS, STARTS, TRAIN_STATE = "config.json", "model.safetensors", "starts.safetensors", "train_state.pt"
 
 
+WEIGHT_DTYPES = ("float32", "float16", "int8")
+"""How weights can be stored: float32 (training), float16, or int8 (large matrices and kernels quantized per
+output row with a float16 scale, the rest float16). Loading always gives the model's own dtype (float32)."""
+INT8_SCALE = ":int8_scale"
+"""Suffix of the per-row scale stored beside an int8 weight (':' never occurs in a parameter's name)."""
+INT8_MIN_SIZE = 4096
+"""Weights with fewer values stay float16 under int8 (biases, norms, small heads)."""
+
+
 class CheckpointError(Exception):
     """A checkpoint that cannot be loaded; the message says why and what to do."""
 
@@ -61,6 +70,41 @@ def write_json(path: Path, obj: dict) -> None:
     """Atomically write JSON."""
     data = json.dumps(obj, indent=1).encode()
     atomic_write(path, lambda f: f.write(data))
+
+
+def compact_state(state: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """`state` with its floating tensors stored as `dtype` (one of WEIGHT_DTYPES); other tensors unchanged."""
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights can be stored as {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")
+    out = {}
+    for name, t in state.items():
+        t = t.detach().cpu()
+        if not t.is_floating_point() or dtype == "float32":
+            out[name] = t
+        elif dtype == "int8" and t.ndim >= 2 and t.numel() >= INT8_MIN_SIZE:
+            rows = t.float().flatten(1)  # (out_features, everything else)
+            scale = (rows.abs().amax(1, keepdim=True) / 127).half()  # (out_features, 1)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # rows of zeros (or below fp16's range)
+            out[name] = (rows / scale.float()).round().clamp(-127, 127).to(torch.int8).view_as(t)
+            out[name + INT8_SCALE] = scale
+        else:
+            out[name] = t.half()
+    return out
+
+
+def expand_state(state: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of `compact_state`: int8 weights times their scales, and every floating tensor cast to the dtype
+    of the tensor of the same name in `like` (a model's state dict)."""
+    out = {}
+    for name, t in state.items():
+        if name.endswith(INT8_SCALE):
+            continue
+        if t.dtype == torch.int8 and name + INT8_SCALE in state:
+            t = (t.flatten(1).float() * state[name + INT8_SCALE].float()).view(t.shape)  # rows times scales
+        if name in like and t.is_floating_point() and like[name].is_floating_point():
+            t = t.to(like[name].dtype)
+        out[name] = t
+    return out
 
 
 def save_model(run: str | os.PathLike, model: WorldModel, info: dict | None = None) -> None:
@@ -98,10 +142,11 @@ def read_config(run: str | os.PathLike) -> tuple[WorldModelConfig, dict]:
 
 
 def load(run: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
-    """Load the world model in `run`, in eval mode, on `device`, ready to imagine."""
+    """Load the world model in `run`, in eval mode, on `device`, ready to imagine; weights stored as float16 or
+    int8 (shipped worlds) are cast back to the model's float32."""
     cfg, _ = read_config(run)
     model = WorldModel(cfg)
-    state = read_safetensors(Path(run) / WEIGHTS)
+    state = expand_state(read_safetensors(Path(run) / WEIGHTS), model.state_dict())  # fp16 / int8 -> fp32
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
         raise CheckpointError(f"{Path(run) / WEIGHTS} does not match its config: missing {sorted(missing)[:5]}, "

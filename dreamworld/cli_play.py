@@ -10,12 +10,9 @@ import numpy as np
 import torch
 import tyro
 
+from . import worlds
 from .console import print_table
 from .play.app import PlayApp, PlayOptions, PlayStats
-
-WORLDS = Path(__file__).parent / "worlds"
-"""Shipped worlds: one checkpoint directory per name."""
-DEFAULT_WORLD = "bricks"
 
 
 @dataclass
@@ -27,9 +24,9 @@ class PlayArgs:
     checkpoint: str | None = None
     """run directory of a trained world model (default: the shipped world --world)"""
     world: str | None = None
-    """name of a world shipped with dreamworld (default: bricks)"""
+    """name of a world shipped with dreamworld (default: bricks); dreamworld.worlds.available() lists them"""
     agent: str | None = None
-    """an agent (from dreamworld train-agent) that M hands control to"""
+    """an agent (from dreamworld train-agent) that M hands control to (default: the shipped world's agent)"""
     data: str | None = None
     """dataset to draw start contexts from (default: the starts saved with the checkpoint)"""
     temperature: float = 1.0
@@ -44,27 +41,13 @@ class PlayArgs:
     """window, pacing, recording, saving and scripted keys"""
 
 
-def shipped_worlds() -> list[str]:
-    """Names of the worlds shipped in dreamworld/worlds/."""
-    if not WORLDS.is_dir():
-        return []
-    return sorted(d.name for d in WORLDS.iterdir() if (d / "config.json").is_file())
-
-
 def resolve_checkpoint(checkpoint: str | None, world: str | None) -> Path:
     """The checkpoint directory to play: --checkpoint, else the shipped world --world (default bricks)."""
     if checkpoint is not None and world is not None:
         raise ValueError("pass either --checkpoint RUN or --world NAME, not both")
     if checkpoint is not None:
         return Path(checkpoint)
-    name = world or DEFAULT_WORLD
-    path = WORLDS / name
-    if not (path / "config.json").is_file():
-        available = ", ".join(shipped_worlds()) or "none shipped yet"
-        raise FileNotFoundError(f"no shipped world {name!r} in {WORLDS} (available: {available}): pass "
-                                "--checkpoint RUN, a run directory from dreamworld train, or one of the available "
-                                "--world names")
-    return path
+    return worlds.path(world)
 
 
 def load_agent(path: str):
@@ -97,10 +80,11 @@ def build_app(args: PlayArgs) -> PlayApp:
     run = resolve_checkpoint(args.checkpoint, args.world)
     model = load(run, args.device)
     cfg = model.cfg
-    agent = load_agent(args.agent) if args.agent else None
+    agent_dir = args.agent or (None if args.checkpoint else worlds.agent_path(run))  # a shipped world's agent
+    agent = load_agent(str(agent_dir)) if agent_dir else None
     agent_space = getattr(agent, "action_space", model.action_space)
     if agent_space != model.action_space:
-        raise ValueError(f"agent {args.agent} acts in {agent_space} but the world model {run} in "
+        raise ValueError(f"agent {agent_dir} acts in {agent_space} but the world model {run} in "
                          f"{model.action_space}: pass an agent trained for {cfg.env_id}")
     rewind = max(1, round(args.window.rewind_seconds * cfg.render_fps))
     session = PlaySession(model, StartContexts(run, cfg, args.data), temperature=args.temperature,

@@ -1,5 +1,6 @@
 """The installed package: import names, the wheel's layout, the console script."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,9 +26,24 @@ def test_import_names():
         assert out.strip() == "None", f"a top-level module {top_level!r} is installed: {out}"
 
 
-def test_wheel_installs_only_under_dreamworld(tmp_path):
+WORLD_FILES = ("config.json", "model.safetensors", "starts.safetensors", "metrics.json", "agent/config.json",
+               "agent/model.safetensors")
+
+
+def test_wheel_installs_only_under_dreamworld_and_ships_the_worlds(tmp_path):
+    """Built from a copy of the sources with a stand-in world (the real ones come from scripts/make_worlds.py)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "dreamworld", "envs", "agents", "kernels"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif (ROOT / name).exists():
+            shutil.copy(ROOT / name, src / name)
+    for file in WORLD_FILES:
+        (src / "dreamworld/worlds/standin" / file).parent.mkdir(parents=True, exist_ok=True)
+        (src / "dreamworld/worlds/standin" / file).write_text("{}")
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+                            "-w", str(tmp_path), str(src)], capture_output=True, text=True)
     if build.returncode != 0:
         pytest.fail(build.stderr)
     (wheel,) = tmp_path.glob("dreamworld-*.whl")
@@ -35,8 +51,11 @@ def test_wheel_installs_only_under_dreamworld(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"dreamworld"}
     for module in ("dreamworld/envs/__init__.py", "dreamworld/envs/games/__init__.py",
-                   "dreamworld/kernels/__init__.py", "dreamworld/agents/__init__.py", "dreamworld/cli.py"):
+                   "dreamworld/kernels/__init__.py", "dreamworld/agents/__init__.py", "dreamworld/cli.py",
+                   "dreamworld/worlds/__init__.py"):
         assert module in names
+    for file in WORLD_FILES:
+        assert f"dreamworld/worlds/standin/{file}" in names
 
 
 def test_console_script_help_shows_field_docs():
