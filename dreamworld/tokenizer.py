@@ -38,6 +38,11 @@ class TokenizerConfig:
     """Extra loss weight on pixels near an edge (local colour range in a 3x3 window, 0..1)."""
     background_weight: float = 4.0
     """Extra loss weight on pixels by how far they are from the canvas (the learned background, 0..1)."""
+    worst_pixels: int = 32
+    """The loss adds the mean error of each frame's `worst_pixels` worst-reconstructed pixels (0 turns it off):
+    a 2x2 ball is 4 of 4096 pixels, and this term keeps it from being averaged away."""
+    worst_weight: float = 1.0
+    """Weight of the worst-pixels term."""
     change_weight: float = 4.0
     """Extra loss weight on pixels that differ from the previous frame (when previous frames are given)."""
     l1_weight: float = 1.0
@@ -236,6 +241,9 @@ class Tokenizer(nn.Module):
         err = recon - target
         per_pixel = cfg.mse_weight * err.square() + cfg.l1_weight * err.abs()  # (B, 3, H, W)
         total = (weight * per_pixel).sum() / (weight.sum() * 3)
+        if cfg.worst_pixels:
+            worst = per_pixel.mean(1).flatten(1).topk(cfg.worst_pixels, dim=1).values  # (B, worst_pixels)
+            total = total + cfg.worst_weight * worst.mean()
         mse = err.detach().clamp(-1, 1).square().mean()
         stats = {"loss": total.item(), "mse": mse.item(), "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
                  "codes_used": float(indices.unique().numel())}
