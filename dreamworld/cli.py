@@ -8,6 +8,7 @@ import tyro
 
 from .cli_agent import LoopArgs, TrainAgentArgs, run_loop, run_train_agent
 from .cli_data import CollectArgs, DatasetArgs, run_collect, run_dataset
+from .cli_demo import DemoArgs, run_demo_command
 from .cli_model import EvaluateArgs, TrainArgs, run_evaluate, run_train
 from .cli_play import PlayArgs, run_play
 
@@ -19,6 +20,7 @@ COMMANDS = {
     "play": (PlayArgs, run_play),
     "train-agent": (TrainAgentArgs, run_train_agent),
     "loop": (LoopArgs, run_loop),
+    "demo": (DemoArgs, run_demo_command),
 }
 
 
