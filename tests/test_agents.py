@@ -27,14 +27,7 @@ from dreamworld.checkpoint import STARTS, CheckpointError, save_model, write_saf
 from dreamworld.envs import EpisodeDataset, collect
 from dreamworld.world_model import WorldModel
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks gain nothing from intra-op threads on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Chain(gym.Env):

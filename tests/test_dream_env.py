@@ -46,13 +46,7 @@ def make_run(path, space=None, end_bias=-100.0, env_id="Toy-v0", starts=True, dy
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy models gain nothing from intra-op threads, and on a busy CPU those threads wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

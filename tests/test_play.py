@@ -39,13 +39,7 @@ def make_run(path, env_id="dreamworld/Catch-v0", space=None):
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy models gain nothing from intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
