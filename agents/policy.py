@@ -3,7 +3,6 @@ model.safetensors, written atomically, never pickled) and loaded with `dreamworl
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamworld.checkpoint import CheckpointError, read_safetensors, write_json, write_safetensors
+from dreamworld.checkpoint import CheckpointError, read_config_json, read_safetensors, write_json, write_safetensors
 
 from .networks import ActorCritic, NetworkConfig
 
@@ -105,20 +104,8 @@ class Policy:
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
     """Load the policy saved in the directory `path` onto `device`, ready to act."""
     path = Path(path)
-    file = path / CONFIG
-    if not file.is_file():
-        raise CheckpointError(f"{path} has no {CONFIG}: not an agent directory (train one with dreamworld "
-                              "train-agent)")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file} is not valid JSON ({e}): the agent is damaged") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{file} is not a dreamworld agent config (format="
-                              f"{data.get('format') if isinstance(data, dict) else None!r}); a world model loads "
-                              "with dreamworld.load")
-    if data.get("version", 0) > VERSION:
-        raise CheckpointError(f"{file} has version {data['version']}; this dreamworld reads agents up to {VERSION}")
+    data = read_config_json(path / CONFIG, FORMAT, VERSION, "agent",
+                            "not an agent directory (train one with dreamworld train-agent)")
     net = ActorCritic(space_from_json(data["observation_space"]), space_from_json(data["action_space"]),
                       NetworkConfig(**data["network"]))
     state = read_safetensors(path / WEIGHTS)

@@ -13,7 +13,6 @@ Throughput counts only visible query-key pairs: 4 * B * H * pairs * D FLOPs forw
 
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import tyro
+from common import cpu_name, write_results
 
 from dreamworld.kernels import attention, frame_mask
 
@@ -203,16 +203,6 @@ def gpu_rows(args: Args, device: str = "cuda") -> list[Row]:
     return rows
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo where there is one, else what platform knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def environment(device: str) -> dict:
     """Device, versions, date and the settings a reader needs to compare runs."""
     try:
@@ -265,11 +255,8 @@ def main(args: Args) -> None:
     rows = gpu_rows(args) if device == "cuda" else cpu_rows(args)
     print_table(rows, device)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        result = {**env, "window_frames": args.window_frames,
-                  "rows": [dataclasses.asdict(r) for r in rows]}
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        write_results(args.json, {**env, "window_frames": args.window_frames,
+                                  "rows": [dataclasses.asdict(r) for r in rows]})
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ termination head is silenced so that dreams do not restart at random) starting f
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
+from common import cpu_name, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -105,17 +104,6 @@ def real_env_steps_per_s(env_id: str, seconds: float) -> float | None:
     return steps / (time.perf_counter() - start)
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(args: Args) -> dict:
     """Measure, print the table, optionally write JSON; returns the results."""
     torch.set_num_threads(args.threads)
@@ -157,8 +145,7 @@ def main(args: Args) -> dict:
         console.print(f"goal {GOAL_FPS} pixel frames/s at N={GOAL_N}: {'met' if fps >= GOAL_FPS else 'not met'} "
                       f"({fps:,.0f})")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_results(args.json, results)
     return results
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
+from common import write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -79,8 +79,7 @@ def main(args: Args) -> dict:
     Console().print(table)
     print("window reads are uncached (every read inflates its chunks); raw frames are 12,288 bytes/step")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_results(args.json, results)
     return results
 
 

@@ -10,11 +10,9 @@ Goal: >= 30 frames/s with a p95 frame time <= 50 ms for the tiny preset on a 2-c
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # before pygame is imported
@@ -23,7 +21,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import tyro  # noqa: E402
-from dream_env import cpu_name  # noqa: E402
+from common import cpu_name, write_results  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -93,8 +91,7 @@ def main(args: Args) -> dict:
                   f"{'met' if results['goal']['met'] else 'not met'}; load average before/after "
                   f"{results['load_average_before_after']} on {results['cores']} cores")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_results(args.json, results)
     return results
 
 

@@ -8,16 +8,15 @@ frames. Allocator settings (MALLOC_*) and thread count are printed and saved wit
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import tyro
+from common import write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -102,10 +101,8 @@ def main(args: Args) -> list[dict]:
                       f"{r['dynamics_frames_per_s']:.0f}", r["dynamics_batch"], f"{r['dynamics_params'] / 1e6:.1f}M")
     Console().print(table)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-                                               "threads": torch.get_num_threads(), "allocator": env, "results": rows},
-                                              indent=1))
+        write_results(args.json, {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+                                  "threads": torch.get_num_threads(), "allocator": env, "results": rows})
     return rows
 
 

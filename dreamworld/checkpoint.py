@@ -116,6 +116,25 @@ def save_model(run: str | os.PathLike, model: WorldModel, info: dict | None = No
                               "info": info or {}})
 
 
+def read_config_json(file: Path, fmt: str, version: int, kind: str, missing_hint: str) -> dict:
+    """The JSON object in `file` (a world model's or an agent's config.json), checked to carry `"format": fmt`
+    and a version no newer than `version`; a clear CheckpointError otherwise (`missing_hint` ends the message
+    for a missing file)."""
+    if not file.is_file():
+        raise CheckpointError(f"{file.parent} has no {file.name}: {missing_hint}")
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file} is not valid JSON ({e}): the {kind} is damaged") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise CheckpointError(f"{file} is not a dreamworld {kind} config (format="
+                              f"{data.get('format') if isinstance(data, dict) else None!r})")
+    if data.get("version", 0) > version:
+        raise CheckpointError(f"{file} has version {data['version']}; this dreamworld reads {kind} configs up to "
+                              f"{version}")
+    return data
+
+
 def read_config(run: str | os.PathLike) -> tuple[WorldModelConfig, dict]:
     """The model config and the info saved beside it."""
     run = Path(run)
@@ -124,17 +143,7 @@ def read_config(run: str | os.PathLike) -> tuple[WorldModelConfig, dict]:
     if not run.is_dir():
         raise CheckpointError(f"{run} is a file: pass a checkpoint directory holding {CONFIG} and {WEIGHTS}")
     file = run / CONFIG
-    if not file.is_file():
-        raise CheckpointError(f"{run} has no {CONFIG}: not a dreamworld checkpoint directory")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{file} is not valid JSON ({e}): the checkpoint is damaged") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{file} is not a dreamworld world-model config (format="
-                              f"{data.get('format') if isinstance(data, dict) else None!r})")
-    if data.get("version", 0) > VERSION:
-        raise CheckpointError(f"{file} has version {data['version']}; this dreamworld reads up to {VERSION}")
+    data = read_config_json(file, FORMAT, VERSION, "world-model", "not a dreamworld checkpoint directory")
     try:
         return WorldModelConfig.from_dict(data["config"]), data.get("info", {})
     except (TypeError, ValueError, KeyError) as e:

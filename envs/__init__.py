@@ -3,6 +3,7 @@
 from .collect import POLICIES, CollectResult, collect, make_policy
 from .dataset import DatasetError, EpisodeDataset, EpisodeInfo
 from .dataset_writer import DatasetWriter
+from .episode_buffer import EpisodeBuffer
 from .games import register_games
 from .keymaps import noop_action_for
 from .make import builtin_ids, env_render_fps, make_env
@@ -11,7 +12,7 @@ from .spaces import space_from_json, space_to_json
 register_games()
 
 __all__ = [
-    "POLICIES", "CollectResult", "DatasetError", "DatasetWriter", "EpisodeDataset", "EpisodeInfo", "builtin_ids",
-    "collect", "env_render_fps", "make_env", "make_policy", "noop_action_for", "register_games", "space_from_json",
-    "space_to_json",
+    "POLICIES", "CollectResult", "DatasetError", "DatasetWriter", "EpisodeBuffer", "EpisodeDataset", "EpisodeInfo",
+    "builtin_ids", "collect", "env_render_fps", "make_env", "make_policy", "noop_action_for", "register_games",
+    "space_from_json", "space_to_json",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 from .dataset_writer import DatasetWriter
+from .episode_buffer import EpisodeBuffer
 from .make import make_env
 
 Policy = Callable[[np.ndarray], object]
@@ -32,23 +33,6 @@ def make_policy(name: str, env: gym.Env, seed: int) -> Policy:
             raise ValueError(f"{env.spec.id if env.spec else game} has no scripted policy: use --policy random")
         return lambda obs: game.scripted_action()
     raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
-
-
-@dataclass
-class _Episode:
-    """Steps of one episode in flight."""
-
-    frames: list = field(default_factory=list)
-    actions: list = field(default_factory=list)
-    rewards: list = field(default_factory=list)
-    terminated: list = field(default_factory=list)
-    truncated: list = field(default_factory=list)
-    policy: str = ""
-
-
-def _store(writer: DatasetWriter, ep: _Episode) -> None:
-    writer.add_episode(np.stack(ep.frames), np.asarray(ep.actions), ep.rewards, ep.terminated, ep.truncated,
-                       policy=ep.policy)
 
 
 @dataclass
@@ -97,37 +81,34 @@ def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str | Batch
         explore = np.random.default_rng(seed + start_episodes)  # exploration of an agent
         for i, env in enumerate(envs if agent is not None else []):
             env.action_space.seed(seed * 7919 + start_episodes + i)
-        episodes = []
+        episodes, policy_names = [], []  # the episode each env plays, and the policy playing it
         for i, env in enumerate(envs):
             obs, _ = env.reset(seed=seed * 100_003 + start_episodes + i)
-            episodes.append(_Episode(frames=[obs], policy=names[i]))
+            episodes.append(EpisodeBuffer(frames=[obs]))
+            policy_names.append(names[i])
         while done_steps < steps:
             active = envs[: steps - done_steps]
             if agent is not None:
                 batch = np.asarray(agent(np.stack([ep.frames[-1] for ep in episodes[: len(active)]])))
             for i, env in enumerate(active):
                 ep = episodes[i]
-                action = batch[i] if agent is not None else policies[(i, ep.policy)](ep.frames[-1])
+                action = batch[i] if agent is not None else policies[(i, policy_names[i])](ep.frames[-1])
                 if epsilon and explore.random() < epsilon:
                     action = env.action_space.sample()
                 obs, reward, terminated, truncated, _ = env.step(action)
-                ep.frames.append(obs)
-                ep.actions.append(action)
-                ep.rewards.append(reward)
-                ep.terminated.append(terminated)
-                ep.truncated.append(truncated)
+                ep.add(action, reward, terminated, truncated, obs)
                 if terminated or truncated:
-                    _store(writer, ep)
+                    ep.write(writer, policy_names[i])
                     name = policy if policy != "mixed" else ("random", "scripted")[writer.episodes % 2]
                     obs, _ = env.reset()
-                    episodes[i] = _Episode(frames=[obs], policy=name)
+                    episodes[i], policy_names[i] = EpisodeBuffer(frames=[obs]), name
             bar.update(min(num_envs, steps - done_steps))
             done_steps += min(num_envs, steps - done_steps)
         bar.close()
-        for ep, env in zip(episodes, envs, strict=True):
+        for ep, env, name in zip(episodes, envs, policy_names, strict=True):
             if ep.actions:
                 ep.truncated[-1] = True
-                _store(writer, ep)
+                ep.write(writer, name)
             env.close()
         total_steps = sum(e["steps"] for e in writer.manifest["episodes"])
         return CollectResult(writer.episodes - start_episodes, total_steps - start_steps, writer.episodes,

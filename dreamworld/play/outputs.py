@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dreamworld.envs import EpisodeBuffer
+
 from ..media import upscale, write_video
 from ..world_model import WorldModelConfig
-from .session import Track
 
 
 class Jobs:
@@ -93,7 +94,8 @@ def default_recording_path(folder: str | Path) -> Path:
     return Path(folder) / time.strftime("play-%Y%m%d-%H%M%S")
 
 
-def save_episode(out: str | Path, cfg: WorldModelConfig, track: Track, source: str, policy: str) -> str:
+def save_episode(out: str | Path, cfg: WorldModelConfig, track: EpisodeBuffer, source: str,
+                 policy: str) -> str:
     """Append the episode in `track` to the dataset `out` (created if new) as an episode of cfg.env_id -> a
     message. `source` says whose frames they are ("real" or "dream"), `policy` who played."""
     from dreamworld.envs import DatasetWriter, space_from_json
@@ -102,8 +104,6 @@ def save_episode(out: str | Path, cfg: WorldModelConfig, track: Track, source: s
         return "nothing to save yet: play at least one step"
     with DatasetWriter(out, cfg.env_id, tuple(cfg.obs_shape), space_from_json(cfg.action_space),
                        render_fps=cfg.render_fps) as writer:
-        info = writer.add_episode(np.stack(track.frames), np.stack(track.actions), np.asarray(track.rewards),
-                                  np.asarray(track.terminated), np.asarray(track.truncated),
-                                  policy=f"play:{policy}:{source}")
+        info = track.write(writer, policy=f"play:{policy}:{source}")
         count = writer.episodes
     return f"saved {info.steps} {source} steps as episode {count} of {out}"

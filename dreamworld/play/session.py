@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+from dreamworld.envs import EpisodeBuffer
 
 from ..dream_vector_env import StartContexts
 from ..dynamics import KVCache
@@ -44,36 +46,6 @@ class Snapshot:
     real_done: bool
 
 
-@dataclass
-class Track:
-    """One episode as a dataset stores it: frames (T+1), actions, rewards, terminated, truncated (T each)."""
-
-    frames: list = field(default_factory=list)
-    actions: list = field(default_factory=list)
-    rewards: list = field(default_factory=list)
-    terminated: list = field(default_factory=list)
-    truncated: list = field(default_factory=list)
-
-    def add(self, action, reward: float, terminated: bool, truncated: bool, frame: np.ndarray) -> None:
-        """Record one step and the frame it led to."""
-        self.actions.append(action)
-        self.rewards.append(reward)
-        self.terminated.append(terminated)
-        self.truncated.append(truncated)
-        self.frames.append(frame)
-
-    def copy(self) -> Track:
-        """A copy whose lists can be written out while play goes on."""
-        return Track(list(self.frames), list(self.actions), list(self.rewards), list(self.terminated),
-                     list(self.truncated))
-
-    def cut(self, steps: int) -> None:
-        """Forget everything after `steps` steps (a rewind)."""
-        for name in ("actions", "rewards", "terminated", "truncated"):
-            del getattr(self, name)[steps:]
-        del self.frames[steps + 1 :]
-
-
 class PlaySession:
     """One dream of `model`, stepped one action at a time, with rewind over the last `rewind_frames` frames.
 
@@ -93,7 +65,7 @@ class PlaySession:
         self.real_copyable = True
         self.compare = False
         self.state: DreamState | None = None
-        self.dream, self.real = Track(), Track()
+        self.dream, self.real = EpisodeBuffer(), EpisodeBuffer()
 
     @property
     def current(self) -> Snapshot:
@@ -138,7 +110,8 @@ class PlaySession:
         self.history.clear()
         self.history.append(Snapshot(cache.frame, self.state.tokens.clone(), self.generator.get_state(), image, 0,
                                      0.0, self._copy_real(), real_image, real_done))
-        self.dream, self.real = Track(frames=[image]), Track(frames=[real_image] if self.compare else [])
+        self.dream = EpisodeBuffer(frames=[image])
+        self.real = EpisodeBuffer(frames=[real_image] if self.compare else [])
 
     def step(self, action) -> tuple[float, bool]:
         """Advance the dream (and the real game) by one action -> the dream's reward and termination."""
@@ -190,7 +163,7 @@ class PlaySession:
         self.real.cut(back.step)
         return True
 
-    def episode(self) -> tuple[Track, str]:
+    def episode(self) -> tuple[EpisodeBuffer, str]:
         """The episode so far, for a dataset: the real game's when it runs beside the dream (then the frames are
         real ones, good for training a world model), else the dream's; and which of the two ("real", "dream")."""
         return (self.real, "real") if self.compare else (self.dream, "dream")
