@@ -22,6 +22,9 @@ class NetworkConfig:
     """MLP layers of the encoder for non-image observations"""
     channels: list[int] = field(default_factory=lambda: [32, 64, 64, 64])
     """channels of the stride-2 4x4 convolutions of the image encoder"""
+    token_width: int = 64
+    """for (tokens, dims) observations (latent codes): width of the MLP shared by every token, which sees the
+    token's code and its place in the grid, before the encoder's MLP reads all tokens (0: flatten the codes)"""
 
     def to_dict(self) -> dict:
         """JSON-able form."""
@@ -59,7 +62,11 @@ class Encoder(nn.Module):
                 flat = self.conv(torch.zeros(1, obs_space.shape[-1], *obs_space.shape[:2])).shape[1]
             self.mlp = nn.Sequential(nn.Linear(flat, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU())
         else:
-            layers, d_in = [], int(np.prod(obs_space.shape))
+            self.tokens = None
+            if cfg.token_width > 0 and len(obs_space.shape) == 2:
+                self.tokens = TokenEncoder(*obs_space.shape, cfg.token_width)
+            layers = []
+            d_in = int(np.prod(obs_space.shape)) if self.tokens is None else obs_space.shape[0] * cfg.token_width
             for _ in range(cfg.layers):
                 layers += [nn.Linear(d_in, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU()]
                 d_in = cfg.hidden
@@ -70,7 +77,24 @@ class Encoder(nn.Module):
         if self.image:
             x = obs.float().permute(0, 3, 1, 2) / 255.0 - 0.5  # (N, C, H, W)
             return self.mlp(self.conv(x))
-        return self.mlp(obs.float().flatten(1))  # (N, prod(obs_shape)) -> (N, hidden)
+        x = obs.float() if self.tokens is None else self.tokens(obs.float())  # (N, tokens, dims or width)
+        return self.mlp(x.flatten(1))  # (N, tokens * (dims or width)) -> (N, hidden)
+
+
+class TokenEncoder(nn.Module):
+    """Codes (N, tokens, dims) -> per-token features (N, tokens, width): one MLP shared by all tokens (what a
+    code shows is learned once, for every place), with a learned embedding of each token's place added."""
+
+    def __init__(self, tokens: int, dims: int, width: int):
+        super().__init__()
+        self.inp = nn.Linear(dims, width)
+        self.place = nn.Parameter(torch.zeros(tokens, width))
+        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, width), nn.LayerNorm(width),
+                                 nn.SiLU())
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, tokens, dims) -> (N, tokens, width)."""
+        return self.mlp(self.inp(codes) + self.place)
 
 
 class ActorCritic(nn.Module):

@@ -107,7 +107,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
     data = read_config_json(path / CONFIG, FORMAT, VERSION, "agent",
                             "not an agent directory (train one with dreamworld train-agent)")
     net = ActorCritic(space_from_json(data["observation_space"]), space_from_json(data["action_space"]),
-                      NetworkConfig(**data["network"]))
+                      NetworkConfig(**{"token_width": 0} | data["network"]))  # agents saved before token_width
     state = read_safetensors(path / WEIGHTS)
     try:
         net.load_state_dict(state)
