@@ -51,6 +51,9 @@ class EvaluateArgs:
     """held-out share of episodes; keep the value used in training"""
     all_episodes: bool = False
     """score every episode of DATA (for a dataset recorded apart from the training data)"""
+    random_play: int = 16
+    """also play this many random episodes (at most 500 steps) in the dream and in the real game and compare their
+    returns and deaths: how far an agent trained in the dream could be misled (0: skip)"""
     device: str = "cpu"
     """cpu or cuda"""
 
@@ -91,6 +94,12 @@ def _metric_rows(metrics: dict | None) -> dict:
     for k in ("reward_f1", "termination_f1"):
         rows[k] = "n/a (no events)" if metrics[k] is None else f"{metrics[k]:.3f}"
     rows["rollouts x horizon"] = f"{metrics['rollouts']} x {metrics['horizon']}"
+    if "random_play" in metrics:
+        rp = metrics["random_play"]
+        rows[f"random play, {rp['steps']} steps: return dream / real"] = f"{rp['dream_return']:.2f} / " \
+                                                                          f"{rp['real_return']:.2f}"
+        rows["random play: share terminated dream / real"] = f"{rp['dream_terminated']:.2f} / " \
+                                                             f"{rp['real_terminated']:.2f}"
     return rows
 
 
@@ -100,6 +109,7 @@ def run_evaluate(args: EvaluateArgs) -> None:
 
     from dreamworld.envs import EpisodeDataset
 
+    from .calibration import random_play
     from .checkpoint import load
     from .data import split_episodes
     from .evaluate import fidelity, write_report
@@ -112,6 +122,9 @@ def run_evaluate(args: EvaluateArgs) -> None:
     if not episodes:
         raise ValueError(f"{args.data} has no held-out episodes: pass --all-episodes with a separate dataset")
     metrics, examples = fidelity(model, ds, episodes, horizon=args.horizon, samples=args.samples)
+    if args.random_play > 0 and model.cfg.env_id:
+        metrics["random_play"] = random_play(args.checkpoint, model.cfg.env_id, episodes=args.random_play,
+                                             device=args.device)
     out = Path(args.out) if args.out else Path(args.checkpoint) / "report"
     paths = write_report(out, metrics, examples, model.cfg.render_fps)
     print_table(f"fidelity of {args.checkpoint} on {len(episodes)} episodes of {args.data}", _metric_rows(metrics))

@@ -119,7 +119,8 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "dreamworld train" in out.stdout and "PSNR h=1" in out.stdout
     out = subprocess.run([*dw, "evaluate", "--checkpoint", str(run), "--data", str(data), "--horizon", "8",
-                          "--samples", "8", "--holdout", "0.34", "--out", str(report)], capture_output=True, text=True)
+                          "--samples", "8", "--holdout", "0.34", "--out", str(report), "--random-play", "3"],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((report / "metrics.json").read_text())
     for key in ("psnr", "ssim", "baseline_psnr"):
@@ -127,6 +128,9 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     for key in ("reconstruction_psnr", "reward_f1", "termination_f1", "episodes", "frames"):
         assert key in metrics
     assert metrics["frames"] == 8 * 8
+    play = metrics["random_play"]  # random play in the dream and in the real game, side by side
+    assert play["episodes"] == 3 and play["real_return"] >= 0 and 0 <= play["dream_terminated"] <= 1
+    assert "random play" in out.stdout
     assert (report / "psnr.png").stat().st_size > 1000
     video = iio.imread(report / "rollout.mp4")
     assert video.shape[0] == 4 * 8 and video.shape[-1] == 3  # 4 example rollouts of 8 frames
