@@ -1,6 +1,7 @@
 """Agents: λ-returns against a hand-computed example, the return normaliser, PPO and the actor-critic solving a
 tiny real env, policies saved and loaded, collecting with an agent, and `train-agent` end to end on a toy model."""
 
+import json
 import subprocess
 import sys
 
@@ -151,6 +152,18 @@ def test_token_encoder_reads_latent_codes():
     assert after.mean_return == 1.0, after.returns
     flat = ActorCritic(Lit.observation_space, Lit.action_space, NetworkConfig(token_width=0))
     assert flat.actor_encoder.tokens is None and flat.actor_encoder.mlp[0].in_features == 8
+
+
+def test_agents_saved_before_the_token_encoder_load_flat(tmp_path):
+    flat = ActorCritic(Lit.observation_space, Lit.action_space, NetworkConfig(hidden=16, token_width=0))
+    Policy(flat, "latent", "Lit").save(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["network"]["token_width"]  # as written before the field existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 4, 2)).astype(np.float32)
+    old = load(tmp_path / "old")
+    assert old.net.actor_encoder.tokens is None
+    np.testing.assert_array_equal(old.act(obs, deterministic=True), Policy(flat, "latent", "Lit").act(obs, True))
 
 
 def test_policies_save_and_load(tmp_path):
