@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -10,11 +10,13 @@ import numpy as np
 
 @dataclass
 class EvalResult:
-    """Returns and lengths of the played episodes, and the frames of the first one when recorded."""
+    """Returns and lengths of the played episodes, whether each ended by termination (not truncation), and the
+    frames of the first one when recorded."""
 
     returns: list[float]
     lengths: list[int]
     frames: np.ndarray | None = None  # (T, H, W, 3) uint8 of env 0's episode
+    terminated: list[bool] = field(default_factory=list)
 
     @property
     def mean_return(self) -> float:
@@ -36,7 +38,7 @@ def evaluate(policy, envs: gym.vector.VectorEnv, deterministic: bool = False, se
         raise ValueError(f"recording needs envs made with render_mode='rgb_array', got {envs.render_mode!r}")
     obs, _ = envs.reset(seed=seed)
     n = envs.num_envs
-    done, returns, lengths = np.zeros(n, bool), np.zeros(n), np.zeros(n, np.int64)
+    done, ended, returns, lengths = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, np.int64)
     frames = [envs.render()[0]] if record else []
     while not done.all():
         obs, rewards, terminated, truncated, _ = envs.step(policy.act(obs, deterministic=deterministic))
@@ -44,5 +46,6 @@ def evaluate(policy, envs: gym.vector.VectorEnv, deterministic: bool = False, se
         lengths += ~done
         if record and not done[0]:
             frames.append(envs.render()[0])
+        ended |= ~done & terminated
         done |= np.logical_or(terminated, truncated)
-    return EvalResult(returns.tolist(), lengths.tolist(), np.stack(frames) if record else None)
+    return EvalResult(returns.tolist(), lengths.tolist(), np.stack(frames) if record else None, ended.tolist())

@@ -10,35 +10,38 @@ from __future__ import annotations
 import os
 
 import gymnasium as gym
-import numpy as np
+
+from dreamworld.agents import evaluate
 
 from .agent_envs import dream_envs, real_envs
 
 
-def _play(envs: gym.vector.VectorEnv, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One episode per env (cut at `steps`) with uniformly random actions: returns (N,) and terminated (N,)."""
-    n = envs.num_envs
-    envs.reset(seed=seed)
-    envs.action_space.seed(seed)
-    returns, terminated, alive = np.zeros(n), np.zeros(n, bool), np.ones(n, bool)
-    for _ in range(steps):
-        _, reward, term, trunc, _ = envs.step(envs.action_space.sample())
-        returns += np.where(alive, reward, 0.0)
-        terminated |= alive & term
-        alive &= ~(term | trunc)
-        if not alive.any():
-            break
+class RandomActions:
+    """A policy that acts uniformly at random in `space` (seeded), for `dreamworld.agents.evaluate`."""
+
+    def __init__(self, space: gym.Space, seed: int):
+        self.space = space
+        self.space.seed(seed)
+
+    def act(self, obs, deterministic: bool = False):
+        """One random action per row of `obs`."""
+        return self.space.sample()
+
+
+def _play(envs: gym.vector.VectorEnv, seed: int) -> tuple[float, float]:
+    """One random-play episode per env: mean return and share of episodes that terminated."""
+    result = evaluate(RandomActions(envs.action_space, seed), envs, seed=seed)
     envs.close()
-    return returns, terminated
+    return result.mean_return, sum(result.terminated) / len(result.terminated)
 
 
 def random_play(checkpoint: str | os.PathLike, env_id: str, steps: int = 500, episodes: int = 16, seed: int = 0,
                 device: str = "cpu") -> dict:
     """`episodes` random-play episodes of at most `steps` steps in the dream of `checkpoint` and in the real game
     `env_id`: mean return, share of episodes that terminated, and the dream/real return ratio (1 is calibrated)."""
-    dream = _play(dream_envs(checkpoint, episodes, max_episode_steps=steps, device=device), steps, seed)
-    real = _play(real_envs(env_id, episodes, "pixels", max_episode_steps=steps), steps, seed)
-    dream_return, real_return = float(dream[0].mean()), float(real[0].mean())
+    dream_return, dream_terminated = _play(dream_envs(checkpoint, episodes, max_episode_steps=steps, device=device),
+                                           seed)
+    real_return, real_terminated = _play(real_envs(env_id, episodes, "pixels", max_episode_steps=steps), seed)
     return {"steps": steps, "episodes": episodes, "dream_return": dream_return, "real_return": real_return,
             "return_ratio": dream_return / real_return if real_return else None,
-            "dream_terminated": float(dream[1].mean()), "real_terminated": float(real[1].mean())}
+            "dream_terminated": dream_terminated, "real_terminated": real_terminated}

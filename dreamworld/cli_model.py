@@ -96,10 +96,10 @@ def _metric_rows(metrics: dict | None) -> dict:
     rows["rollouts x horizon"] = f"{metrics['rollouts']} x {metrics['horizon']}"
     if "random_play" in metrics:
         rp = metrics["random_play"]
-        rows[f"random play, {rp['steps']} steps: return dream / real"] = f"{rp['dream_return']:.2f} / " \
-                                                                          f"{rp['real_return']:.2f}"
-        rows["random play: share terminated dream / real"] = f"{rp['dream_terminated']:.2f} / " \
-                                                             f"{rp['real_terminated']:.2f}"
+        rows[f"random play, {rp['steps']} steps: return dream / real"] = \
+            f"{rp['dream_return']:.2f} / {rp['real_return']:.2f}"
+        rows["random play: share terminated dream / real"] = \
+            f"{rp['dream_terminated']:.2f} / {rp['real_terminated']:.2f}"
     return rows
 
 

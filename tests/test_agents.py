@@ -105,6 +105,7 @@ def test_agents_solve_a_tiny_real_env(algo):
         trainer.update()
     after = evaluate(policy, chains(10), deterministic=True)
     assert after.mean_return == 1.0 and after.mean_length <= 9, (after.returns, after.lengths)
+    assert after.terminated == [True] * 10 and not all(before.terminated)  # the goal terminates; 20 steps truncate
     assert trainer.runner.pop_episodes()  # finished training episodes were counted
 
 
