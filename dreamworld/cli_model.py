@@ -70,7 +70,8 @@ def run_train(args: TrainArgs) -> None:
     if env_rank() != 0:
         return  # under torchrun rank 0 reports
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
-            f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}"}
+            f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}",
+            "precision": summary["precision"]}
     for phase in ("tokenizer", "dynamics"):
         if phase in summary:
             s = summary[phase]

@@ -95,7 +95,7 @@ class Block(nn.Module):
         q = q.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, D)
         k = k.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, D)
         v = v.view(B, L, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, L, D)
-        q, k = _apply_rotary(q, cos, sin), _apply_rotary(k, cos, sin)
+        q, k = _apply_rotary(q, cos, sin).to(v.dtype), _apply_rotary(k, cos, sin).to(v.dtype)  # bf16 under autocast
         if past is not None:
             k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)  # (B, H, Lp+L, D)
         y = attention(q, k, v, tokens_per_frame=tokens_per_frame, window_frames=window_frames)  # (B, H, L, D)

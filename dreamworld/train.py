@@ -27,6 +27,7 @@ from .data import WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import fidelity
 from .media import side_by_side
+from .precision import Precision, autocast, resolve
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
 
@@ -85,6 +86,13 @@ class TrainConfig:
     """seed of initialisation and sampling"""
     device: str = "cpu"
     """cpu or cuda (under torchrun each rank takes cuda:LOCAL_RANK)"""
+    precision: Precision = "auto"
+    """dynamics forward passes in bfloat16 autocast (weights, optimiser and losses stay float32) or float32; auto
+    takes bfloat16 where the device computes it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs): 2x faster dynamics
+    steps on such a CPU, the same loss"""
+    tokenizer_precision: Precision = "float32"
+    """the same for the tokenizer; on the CPU bfloat16 gains only ~10% there and lost 0.9 dB of reconstruction
+    in a 200-step comparison"""
     dump_ranks: bool = False
     """(debugging data-parallel runs) every rank writes its final weights to OUT/rank_K.safetensors"""
 
@@ -103,10 +111,12 @@ def _budget(cfg: TrainConfig, phase: str) -> tuple[int | None, float | None]:
 
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
-              on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None) -> dict:
-    """Optimise `loss_fn` over `params` until the phase's budget is spent; resumes from `state` if it is
-    this phase's. Returns the phase summary. With `dist`, stopping, saving, evaluating and the learning rate
-    follow rank 0's clock and the loss is the mean over the ranks, so all ranks step in lockstep."""
+              on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
+              precision: str = "float32") -> dict:
+    """Optimise `loss_fn` (its forward pass at `precision`) over `params` until the phase's budget is spent;
+    resumes from `state` if it is this phase's. Returns the phase summary. With `dist`, stopping, saving,
+    evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so all
+    ranks step in lockstep."""
     dist = dist or Distributed("cpu")
     steps_budget, seconds_budget = _budget(cfg, name)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
@@ -142,7 +152,8 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
         scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
         for group in opt.param_groups:
             group["lr"] = lr * scale
-        loss, metrics = loss_fn()
+        with autocast(precision, dist.device):
+            loss, metrics = loss_fn()
         loss_value = dist.mean(loss.item())
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
@@ -253,7 +264,9 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         generator.set_state(state["generator"])
     elif resume:  # a rank whose sampler state was not saved: fresh windows, not those of the run's start
         generator.manual_seed(cfg.seed + dist.rank + 1_000_003 * state["global_step"])
-    summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames)}
+    summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames),
+                     "precision": f"tokenizer {resolve(cfg.tokenizer_precision, device)}, dynamics "
+                                  f"{resolve(cfg.precision, device)}"}
 
     def save(phase_state: dict) -> None:
         """Rank 0 writes the model and the resume state (with every rank's sampler state); all ranks call it."""
@@ -284,7 +297,8 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
             return net(frames[idx].to(device), frames[idx - 1].to(device))
 
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
-                                         cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist)
+                                         cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
+                                         precision=cfg.tokenizer_precision)
         state = {"phase": "dynamics", "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
@@ -304,7 +318,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                 _log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
 
         summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
-                                        state, save, tracker, on_eval, dist=dist)
+                                        state, save, tracker, on_eval, dist=dist, precision=cfg.precision)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
                                                * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
         state = {"phase": "done", "global_step": state["global_step"]}
