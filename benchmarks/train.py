@@ -1,9 +1,12 @@
-"""Benchmark: training throughput (frames/s) of the tokenizer and the dynamics for each preset, on random data.
+"""Benchmark: training throughput (frames/s) of the tokenizer and the dynamics for each preset and precision, on
+random data.
 
-    python benchmarks/train.py [--presets tiny small] [--steps 20] [--json benchmarks/results/train_cpu.json]
+    python benchmarks/train.py [--presets tiny small] [--precisions float32 bfloat16] [--steps 20]
+        [--json benchmarks/results/train_cpu.json]
 
 Frames/s counts frames whose loss is computed per second: tokenizer batch frames, dynamics batch x sequence
-frames. Allocator settings (MALLOC_*) and thread count are printed and saved with the results.
+frames. bfloat16 means autocast, as `dreamworld train --precision bfloat16` runs it (it is timed only where the
+device computes bfloat16 natively). Allocator settings (MALLOC_*) and thread count are printed and saved.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from common import write_results
 from rich.console import Console
 from rich.table import Table
 
+from dreamworld.precision import PRECISIONS, autocast, native_bf16
 from dreamworld.presets import preset
 from dreamworld.train import TrainConfig, dynamics_loss
 from dreamworld.world_model import WorldModel
@@ -29,6 +33,8 @@ from dreamworld.world_model import WorldModel
 class Args:
     presets: list[str] = field(default_factory=lambda: ["tiny", "small"])
     """presets to time"""
+    precisions: list[str] = field(default_factory=lambda: ["float32", "bfloat16"])
+    """forward-pass precisions to time (bfloat16 is skipped where the CPU lacks native bfloat16)"""
     steps: int = 20
     """timed optimisation steps per measurement (after 3 warm-up steps)"""
     threads: int | None = None
@@ -49,8 +55,9 @@ def _time_steps(step_fn, steps: int) -> float:
     return statistics.median(times)
 
 
-def bench_preset(name: str, steps: int) -> dict:
-    """Tokenizer and dynamics training steps/s and frames/s for one preset with its default batch sizes."""
+def bench_preset(name: str, precision: str, steps: int) -> dict:
+    """Tokenizer and dynamics training steps/s and frames/s for one preset with its default batch sizes, forward
+    passes at `precision`."""
     cfg = preset(name)
     train = TrainConfig()
     model = WorldModel(cfg)
@@ -59,7 +66,8 @@ def bench_preset(name: str, steps: int) -> dict:
     tok_opt = torch.optim.AdamW(model.tokenizer.parameters())
 
     def tokenizer_step():
-        loss, _ = model.tokenizer.loss(frames, frames)
+        with autocast(precision, "cpu"):
+            loss, _ = model.tokenizer.loss(frames, frames)
         tok_opt.zero_grad()
         loss.backward()
         tok_opt.step()
@@ -72,13 +80,14 @@ def bench_preset(name: str, steps: int) -> dict:
     dyn_opt = torch.optim.AdamW(model.dynamics.parameters())
 
     def dynamics_step():
-        loss, _ = dynamics_loss(model, batch, train)
+        with autocast(precision, "cpu"):
+            loss, _ = dynamics_loss(model, batch, train)
         dyn_opt.zero_grad()
         loss.backward()
         dyn_opt.step()
 
     tok_s, dyn_s = _time_steps(tokenizer_step, steps), _time_steps(dynamics_step, steps)
-    return {"preset": name, "tokens_per_frame": n,
+    return {"preset": name, "precision": precision, "tokens_per_frame": n,
             "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
             "tokenizer_params": sum(p.numel() for p in model.tokenizer.parameters()),
             "tokenizer_frames_per_s": train.tokenizer_batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
@@ -90,14 +99,18 @@ def main(args: Args) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
-    rows = [bench_preset(name, args.steps) for name in args.presets]
+    unknown = set(args.precisions) - set(PRECISIONS)
+    if unknown:
+        raise SystemExit(f"unknown precisions {sorted(unknown)}: choose from {', '.join(PRECISIONS)}")
+    precisions = [p for p in args.precisions if p != "bfloat16" or native_bf16("cpu")]
+    rows = [bench_preset(name, precision, args.steps) for name in args.presets for precision in precisions]
     table = Table(title=f"training throughput ({platform.machine()}, {torch.get_num_threads()} threads, "
                         f"allocator {env or 'glibc defaults'})")
-    for col in ("preset", "tokens/frame", "tokenizer frames/s", "dynamics frames/s", "dynamics batch",
+    for col in ("preset", "precision", "tokens/frame", "tokenizer frames/s", "dynamics frames/s", "dynamics batch",
                 "dynamics params"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["preset"], str(r["tokens_per_frame"]), f"{r['tokenizer_frames_per_s']:.0f}",
+        table.add_row(r["preset"], r["precision"], str(r["tokens_per_frame"]), f"{r['tokenizer_frames_per_s']:.0f}",
                       f"{r['dynamics_frames_per_s']:.0f}", r["dynamics_batch"], f"{r['dynamics_params'] / 1e6:.1f}M")
     Console().print(table)
     if args.json:

@@ -20,7 +20,7 @@ class DreamEnv(gym.Env):
     """A world model's dream as an environment: observations, rewards and terminations come from the model.
 
     Keyword arguments as for `DreamVectorEnv` (checkpoint, data, obs_type, temperature, max_episode_steps,
-    render_mode, device); `render_mode="rgb_array"` gives the current frame (H, W, 3), "human" shows it in a
+    render_mode, device, precision); `render_mode="rgb_array"` gives the current frame (H, W, 3), "human" shows it in a
     pygame window. `reset(seed=...)` seeds the start context and the sampling: same seed and actions, same dream.
     """
 
@@ -28,9 +28,10 @@ class DreamEnv(gym.Env):
 
     def __init__(self, *, checkpoint: str | os.PathLike, data: str | os.PathLike | None = None,
                  obs_type: str = "pixels", temperature: float = 1.0, max_episode_steps: int = 1000,
-                 render_mode: str | None = None, device: str | torch.device | None = None):
+                 render_mode: str | None = None, device: str | torch.device | None = None,
+                 precision: str = "float32"):
         self.dreams = DreamVectorEnv(1, checkpoint=checkpoint, data=data, obs_type=obs_type, temperature=temperature,
-                                     max_episode_steps=max_episode_steps, device=device)
+                                     max_episode_steps=max_episode_steps, device=device, precision=precision)
         self.render_mode = render_mode
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got "

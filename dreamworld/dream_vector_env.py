@@ -32,6 +32,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import checkpoint as ckpt
+from .precision import resolve
 from .world_model import DreamState, WorldModel, WorldModelConfig
 
 OBS_TYPES = ("pixels", "latent")
@@ -183,7 +184,9 @@ class DreamVectorEnv(VectorEnv):
     distribution the model learned);
     max_episode_steps: dreams are truncated after this many steps;
     render_mode: None, "rgb_array" (a tuple of frames) or "human" (a pygame window, all dreams in a grid);
-    device: where the model runs (default: CUDA when available, else the CPU).
+    device: where the model runs (default: CUDA when available, else the CPU);
+    precision: "float32" (default), "bfloat16" or "auto" (bfloat16 where the device computes it natively): the
+    dynamics' precision, about 2x faster dreams in bfloat16 on such a CPU (`WorldModel.precision`).
 
     Autoreset is NEXT_STEP: the step after a dream ends returns its new start observation, reward 0 and
     terminated = truncated = False, ignoring that dream's action.
@@ -193,7 +196,8 @@ class DreamVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, *, checkpoint: str | os.PathLike, data: str | os.PathLike | None = None,
                  obs_type: str = "pixels", temperature: float = 1.0, max_episode_steps: int = 1000,
-                 render_mode: str | None = None, device: str | torch.device | None = None):
+                 render_mode: str | None = None, device: str | torch.device | None = None,
+                 precision: str = "float32"):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if obs_type not in OBS_TYPES:
@@ -207,6 +211,7 @@ class DreamVectorEnv(VectorEnv):
                              f"{render_mode!r}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model: WorldModel = ckpt.load(checkpoint, device)  # in eval mode on `device`
+        self.model.precision = resolve(precision, device)
         cfg = self.model.cfg
         self.starts = StartContexts(checkpoint, cfg, data)
         self.num_envs, self.obs_type, self.temperature = num_envs, obs_type, float(temperature)

@@ -15,6 +15,7 @@ from dreamworld.agents import PPO, ActorCriticConfig, DreamActorCritic, Policy, 
 
 from . import checkpoint as ckpt
 from .agent_envs import dream_envs, real_envs
+from .precision import Precision
 from .tracking import Tracker
 
 
@@ -36,6 +37,9 @@ class AgentConfig:
     """envs (dreams) stepped together"""
     temperature: float = 1.0
     """sampling temperature of the dream's frames"""
+    dream_precision: Precision = "auto"
+    """precision of the dream's dynamics: bfloat16 doubles imagined steps/s on a CPU with native bfloat16; auto
+    takes it where the device has it, float32 otherwise"""
     max_episode_steps: int = 1000
     """dreams are truncated after this many steps"""
     data: str | None = None
@@ -92,7 +96,7 @@ def train_agent(checkpoint: str | None, out: str, cfg: AgentConfig, init: str | 
     if not env_id:
         raise ValueError("no real env to score the agent in: pass --eval-env ID")
     dream_kwargs = {"obs_type": cfg.obs_type, "temperature": cfg.temperature, "data": cfg.data,
-                    "device": cfg.device}
+                    "device": cfg.device, "precision": cfg.dream_precision}
     if cfg.train_in == "dream":
         envs = dream_envs(checkpoint, cfg.num_envs, max_episode_steps=cfg.max_episode_steps, **dream_kwargs)
     else:

@@ -11,6 +11,7 @@ from torch import nn
 from dreamworld.envs import space_from_json
 
 from .dynamics import Dynamics, DynamicsConfig, KVCache
+from .precision import autocast
 from .tokenizer import Tokenizer, TokenizerConfig
 
 
@@ -73,6 +74,10 @@ class WorldModel(nn.Module):
         self.dynamics = Dynamics(cfg.dynamics, cfg.tokenizer.levels, self.tokenizer.tokens_per_frame,
                                  self.action_space)
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
+        self.precision = "float32"
+        """precision of the dynamics in `start`, `predict` and `advance`: float32, or bfloat16 autocast (about 2x
+        faster dreams on a CPU with native bfloat16). Set it before starting dreams: the KV cache takes its dtype.
+        The tokenizer always runs in float32, so frames encode to the tokens the dynamics were trained on."""
 
     @property
     def device(self) -> torch.device:
@@ -105,8 +110,9 @@ class WorldModel(nn.Module):
         tokens = self.encode(frames.to(self.device))  # (B, K, N)
         cache = self.dynamics.empty_cache()
         cache.frame = first_frame
-        for t in range(tokens.shape[1] - 1):
-            self.dynamics.step(tokens[:, t], self.actions_tensor(actions[:, t]), cache)
+        with autocast(self.precision, self.device):
+            for t in range(tokens.shape[1] - 1):
+                self.dynamics.step(tokens[:, t], self.actions_tensor(actions[:, t]), cache)
         return DreamState(cache=cache, tokens=tokens[:, -1])
 
     @torch.no_grad()
@@ -122,8 +128,9 @@ class WorldModel(nn.Module):
         """First half of `step`: feed the current frames and actions (B, ...) through the cache -> next-frame
         digit logits (B, N, sum(levels)). The caller samples the next tokens from them and passes them to
         `advance` (and decodes them only if it needs pixels)."""
-        state.hidden = self.dynamics.step(state.tokens, self.actions_tensor(actions), state.cache)  # (B, N, C)
-        return self.dynamics.token_logits(state.hidden)
+        with autocast(self.precision, self.device):
+            state.hidden = self.dynamics.step(state.tokens, self.actions_tensor(actions), state.cache)  # (B, N, C)
+            return self.dynamics.token_logits(state.hidden).float()
 
     @torch.no_grad()
     def advance(self, state: DreamState, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +138,8 @@ class WorldModel(nn.Module):
         (B,) float and terminated (B,) bool, read off the transition from the old frame to the new one."""
         if state.hidden is None:
             raise RuntimeError("call predict() before advance()")
-        reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
+        with autocast(self.precision, self.device):
+            reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 

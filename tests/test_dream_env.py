@@ -146,14 +146,15 @@ def _alone(run, actions, max_steps, seeds, **kwargs):
     return out
 
 
-@pytest.mark.parametrize("obs_type, temperature", [("latent", 1.0), ("latent", 0.0), ("pixels", 1.0)])
-def test_restart_inside_a_batch_equals_the_dream_alone(runs, obs_type, temperature):
+@pytest.mark.parametrize("obs_type, temperature, precision", [("latent", 1.0, "float32"), ("latent", 0.0, "float32"),
+                                                               ("pixels", 1.0, "float32"), ("latent", 1.0, "bfloat16")])
+def test_restart_inside_a_batch_equals_the_dream_alone(runs, obs_type, temperature, precision):
     """Dreams restarted inside a batch (forced with reset_mask, or autoreset after truncation) dream exactly what
     the same dreams run alone with the same seeds and actions dream: the same tokens (latent observations),
     rewards and terminations. Decoded pixels may differ by one level of 255: on the CPU the decoder's float
     rounding depends on the batch size (oneDNN picks other kernels for a batch of 1 or 3)."""
     run, max_steps, steps = runs["box"], 5, 14
-    kwargs = {"obs_type": obs_type, "temperature": temperature}
+    kwargs = {"obs_type": obs_type, "temperature": temperature, "precision": precision}
     envs = DreamVectorEnv(3, checkpoint=run, max_episode_steps=max_steps, **kwargs)
     envs.action_space.seed(0)
     actions = [envs.action_space.sample() for _ in range(steps)]
@@ -177,6 +178,21 @@ def test_restart_inside_a_batch_equals_the_dream_alone(runs, obs_type, temperatu
             assert (r1, e1) == (r2, e2), f"dream {i}, step {t}"
             ends += e1
     assert ends > 0  # some dreams ended by termination, others by truncation
+
+
+def test_bfloat16_dreams_keep_float32_frames_and_a_bfloat16_cache(runs):
+    """In bfloat16 the dynamics (and so the KV cache) run in bfloat16, the tokenizer in float32: a dream starts
+    on the very codes a float32 dream starts on, and its next-frame logits stay close."""
+    dreams = {p: DreamVectorEnv(2, checkpoint=runs["discrete"], obs_type="latent", precision=p)
+              for p in ("float32", "bfloat16")}
+    starts = {p: envs.reset(seed=3)[0] for p, envs in dreams.items()}
+    np.testing.assert_array_equal(starts["float32"], starts["bfloat16"])
+    assert dreams["bfloat16"]._state.cache.keys[0].dtype == torch.bfloat16
+    logits = {p: envs.model.predict(envs._state, np.array([1, 2])) for p, envs in dreams.items()}
+    assert logits["bfloat16"].dtype == torch.float32
+    torch.testing.assert_close(logits["bfloat16"], logits["float32"], atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        DreamVectorEnv(1, checkpoint=runs["discrete"], precision="half")
 
 
 def test_bad_actions_are_named(runs):
