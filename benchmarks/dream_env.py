@@ -1,7 +1,8 @@
 """Benchmark: frames/s of DreamVectorEnv at several batch sizes, pixel and latent observations, on the CPU, next
 to the real env's steps/s.
 
-    python benchmarks/dream_env.py [--checkpoint RUN] [--quick] [--json benchmarks/results/dream_env_cpu.json]
+    python benchmarks/dream_env.py [--checkpoint RUN] [--precision float32|bfloat16|auto] [--quick]
+        [--json benchmarks/results/dream_env_cpu.json]
 
 Without --checkpoint the model is the `tiny` preset with random weights (speed does not depend on training; its
 termination head is silenced so that dreams do not restart at random) starting from real frames of --env.
@@ -25,6 +26,7 @@ from rich.table import Table
 from dreamworld.checkpoint import STARTS, read_config, save_model, write_safetensors
 from dreamworld.dream_vector_env import DreamVectorEnv
 from dreamworld.envs import make_env, space_to_json
+from dreamworld.precision import resolve
 from dreamworld.presets import preset
 from dreamworld.world_model import WorldModel
 
@@ -41,6 +43,8 @@ class Args:
     """numbers of dreams stepped together"""
     seconds: float = 2.0
     """timed seconds per measurement (after one warm-up step)"""
+    precision: str = "float32"
+    """the dynamics' precision (DreamVectorEnv precision): float32, bfloat16 or auto"""
     threads: int = 1
     """torch intra-op threads (1 is fastest when other jobs share the cores; try 2 on an idle 2-core machine)"""
     quick: bool = False
@@ -71,9 +75,10 @@ def random_tiny_run(out: Path, env_id: str) -> None:
     env.close()
 
 
-def dream_fps(run: str, num_envs: int, obs_type: str, seconds: float) -> dict:
+def dream_fps(run: str, num_envs: int, obs_type: str, seconds: float, precision: str) -> dict:
     """Frames/s (num_envs x steps/s) of `num_envs` dreams with random actions."""
-    envs = DreamVectorEnv(num_envs, checkpoint=run, obs_type=obs_type, max_episode_steps=10**9, device="cpu")
+    envs = DreamVectorEnv(num_envs, checkpoint=run, obs_type=obs_type, max_episode_steps=10**9, device="cpu",
+                          precision=precision)
     envs.reset(seed=0)
     envs.action_space.seed(0)
     envs.step(envs.action_space.sample())  # warm-up
@@ -116,17 +121,19 @@ def main(args: Args) -> dict:
             random_tiny_run(Path(tmp), args.env)
         cfg, _ = read_config(run)
         model = f"{args.checkpoint} ({cfg.preset})" if args.checkpoint else "tiny preset, random weights"
-        rows = {n: {o: dream_fps(run, n, o, seconds) for o in ("pixels", "latent")} for n in args.sizes}
+        rows = {n: {o: dream_fps(run, n, o, seconds, args.precision) for o in ("pixels", "latent")} for n in args.sizes}
     real = real_env_steps_per_s(cfg.env_id, seconds)
     results = {
         "device": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": args.threads,
+        "precision": resolve(args.precision, "cpu"),
         "date": time.strftime("%Y-%m-%d %H:%M"), "model": model, "env_id": cfg.env_id,
         "tokens_per_frame": (cfg.tokenizer.image_size // 2 ** len(cfg.tokenizer.channels)) ** 2,
         "allocator": allocator or "glibc malloc, no MALLOC_* variables set",
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "real_env_steps_per_s": real, "dreams": {str(n): r for n, r in rows.items()},
     }
-    table = Table(title=f"DreamVectorEnv on {results['device']} ({args.threads} thread(s)): {model}")
+    table = Table(title=f"DreamVectorEnv on {results['device']} ({args.threads} thread(s), "
+                        f"{results['precision']}): {model}")
     for col in ("dreams", "pixels frames/s", "latent frames/s", "pixels ms/step", "latent ms/step", "decoder share"):
         table.add_column(col, justify="right")
     for n, r in rows.items():
