@@ -42,7 +42,7 @@ class TrainConfig:
     """wall-clock budget for both phases (default 15 when neither minutes nor steps is given)"""
     steps: int | None = None
     """optimisation steps for both phases together (split by tokenizer_share)"""
-    tokenizer_share: float = 0.3
+    tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer"""
     batch_size: int = 16
     """dynamics batch: sequences of sequence_frames steps"""
