@@ -64,7 +64,12 @@ class DreamState:
 
 
 class WorldModel(nn.Module):
-    """Tokenizer + dynamics. `start` warms a batch of dreams up on real frames, `step` advances them."""
+    """Tokenizer + dynamics. `start` warms a batch of dreams up on real frames, `step` advances them.
+
+    `precision` ("float32", or "bfloat16" autocast: about 2x faster dreams on a CPU with native bfloat16) is that of
+    the dynamics in `start`, `predict` and `advance`; set it before starting dreams, as the KV cache takes its
+    dtype. The tokenizer always runs in float32, so frames encode to the tokens the dynamics were trained on.
+    """
 
     def __init__(self, cfg: WorldModelConfig):
         super().__init__()
@@ -74,10 +79,7 @@ class WorldModel(nn.Module):
         self.dynamics = Dynamics(cfg.dynamics, cfg.tokenizer.levels, self.tokenizer.tokens_per_frame,
                                  self.action_space)
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
-        self.precision = "float32"
-        """precision of the dynamics in `start`, `predict` and `advance`: float32, or bfloat16 autocast (about 2x
-        faster dreams on a CPU with native bfloat16). Set it before starting dreams: the KV cache takes its dtype.
-        The tokenizer always runs in float32, so frames encode to the tokens the dynamics were trained on."""
+        self.precision = "float32"  # of the dynamics in dreams, see the class docstring
 
     @property
     def device(self) -> torch.device:
