@@ -26,7 +26,7 @@ from rich.table import Table
 from dreamworld.checkpoint import STARTS, read_config, save_model, write_safetensors
 from dreamworld.dream_vector_env import DreamVectorEnv
 from dreamworld.envs import make_env, space_to_json
-from dreamworld.precision import resolve
+from dreamworld.precision import Precision, resolve
 from dreamworld.presets import preset
 from dreamworld.world_model import WorldModel
 
@@ -43,7 +43,7 @@ class Args:
     """numbers of dreams stepped together"""
     seconds: float = 2.0
     """timed seconds per measurement (after one warm-up step)"""
-    precision: str = "float32"
+    precision: Precision = "float32"
     """the dynamics' precision (DreamVectorEnv precision): float32, bfloat16 or auto"""
     threads: int = 1
     """torch intra-op threads (1 is fastest when other jobs share the cores; try 2 on an idle 2-core machine)"""

@@ -8,6 +8,7 @@ GPUs from Ampere on. Where the hardware lacks it, bfloat16 is emulated and slowe
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from typing import Literal
 
 import torch
@@ -18,10 +19,15 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 def native_bf16(device: torch.device | str) -> bool:
     """Whether `device` computes bfloat16 matmuls natively (CUDA with bf16 support; CPU with AVX512-BF16/AMX)."""
-    device = torch.device(device)
-    if device.type == "cuda":
+    return _native_bf16(torch.device(device).type)
+
+
+@cache
+def _native_bf16(device_type: str) -> bool:
+    """`native_bf16` by device type, probed once per process (autocast asks on every training or dream step)."""
+    if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
+    if device_type == "cpu":
         probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
         return any(probe is not None and probe() for probe in probes)
     return False

@@ -118,6 +118,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so all
     ranks step in lockstep."""
     dist = dist or Distributed("cpu")
+    precision = resolve(precision, dist.device)  # once, not on every step
     steps_budget, seconds_budget = _budget(cfg, name)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
