@@ -1,18 +1,23 @@
-"""Benchmark: how many steps the agents' learners need when perception is solved: Catch from its true state.
+"""Benchmark: how many real Catch steps a learner needs when it sees the game's true state, and when it sees what
+an agent in a dream sees (a world model's latent codes, or frames), with no dream involved.
 
-    python benchmarks/learner_state.py [--algo actor-critic] [--minutes 5] [--json results/learner_state_cpu.json]
+    python benchmarks/learner.py --obs state [--algo ppo] [--minutes 5] [--json results/learner_state_ppo_cpu.json]
+    python benchmarks/learner.py --obs latent --checkpoint RUN [--algo ppo] [--minutes 15]
+    python benchmarks/learner.py --obs pixels --algo ppo --ppo.network.channels 16 32 32
 
-The real Catch game, observed as a vector (paddle x; x relative to the paddle, height, speed and kind of the four
-lowest items), so no pixels and no world model: what is left is the learner. Every `--eval-every` steps the agent
-plays 8 episodes of at most 500 steps; at the end 20 full episodes. The scripted policy collects about 16.4 per
-500 steps and 49.15 per full episode. Read with the dream's speed (~1,000 imagined steps/s on 2 cores,
-benchmarks/dream_env.py): the steps a learner needs here are a floor for what it needs in a dream.
+`state`: paddle x; x relative to the paddle, height, speed and kind of the four lowest items. `latent`: the FSQ codes
+of the real frames through the tokenizer of the world model in RUN, as `train-agent` feeds them. `pixels`: the
+frames, through the agents' CNN. Every `--eval-every`
+steps the agent plays 8 episodes of at most 500 steps; at the end 20 full episodes. The scripted policy collects about
+16.4 per 500 steps and 49.15 per full episode. The gap between the two curves is what perception costs the learner;
+the latent curve is a floor for what the same learner needs in a dream (which runs 1,000-2,000 steps/s on 2 cores,
+benchmarks/dream_env.py).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import gymnasium as gym
@@ -23,10 +28,13 @@ from common import cpu_name, write_results
 from rich.console import Console
 from rich.table import Table
 
-from dreamworld.agents import PPO, ActorCriticConfig, DreamActorCritic, NetworkConfig, Policy, PPOConfig, evaluate
+from dreamworld import checkpoint as ckpt
+from dreamworld.agent_envs import real_envs
+from dreamworld.agents import PPO, ActorCriticConfig, DreamActorCritic, Policy, PPOConfig, evaluate
 from dreamworld.envs import make_env
 
-ITEMS = 4  # the lowest items the observation lists
+ITEMS = 4  # the lowest items the state lists
+CATCH = "dreamworld/Catch-v0"
 
 
 class CatchState(gym.ObservationWrapper):
@@ -46,57 +54,75 @@ class CatchState(gym.ObservationWrapper):
         return state
 
 
-def catch_states(num_envs: int, max_episode_steps: int | None = None) -> gym.vector.SyncVectorEnv:
-    """`num_envs` real Catch games observed through their state."""
-    return gym.vector.SyncVectorEnv([lambda: CatchState(make_env("dreamworld/Catch-v0",
-                                                                 max_episode_steps=max_episode_steps))
-                                     for _ in range(num_envs)])
-
-
 @dataclass
 class Args:
-    """Train one learner on Catch's true state for a fixed time; print its learning curve."""
+    """Train one learner on real Catch for a fixed time, seeing its true state or a world model's codes; print its
+    learning curve."""
 
+    obs: Literal["state", "latent", "pixels"] = "state"
+    """what the learner sees: the game's true state, the latent codes of the world model in --checkpoint, or frames"""
+    checkpoint: str | None = None
+    """world model whose tokenizer encodes the frames (--obs latent)"""
     algo: Literal["actor-critic", "ppo"] = "actor-critic"
-    """the learner (default hyperparameters of dreamworld train-agent, hidden width 128)"""
+    """the learner"""
     minutes: float = 5.0
     """training time"""
-    eval_every: int = 200_000
-    """env steps between scorings"""
+    steps: int | None = None
+    """stop at this many env steps instead, if sooner"""
+    eval_every: int = 250_000
+    """env steps between scorings (the first scoring comes at 100k)"""
     threads: int = 1
     """CPU threads for torch"""
     seed: int = 0
     """seed of the networks and envs"""
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    """actor-critic hyperparameters (train-agent's defaults)"""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO hyperparameters (train-agent's defaults)"""
     json: str | None = None
     """write the results here"""
 
 
+def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
+    """`num_envs` real Catch games observed as --obs says."""
+    if args.obs != "state":
+        return real_envs(CATCH, num_envs, args.obs, model=model, max_episode_steps=max_episode_steps)
+    return gym.vector.SyncVectorEnv([lambda: CatchState(make_env(CATCH, max_episode_steps=max_episode_steps))
+                                     for _ in range(num_envs)])
+
+
 def main(args: Args) -> None:
     """Train, score along the way, print the curve."""
+    if args.obs == "latent" and not args.checkpoint:
+        raise SystemExit("--obs latent sees the codes of a world model: pass --checkpoint RUN (a tiny Catch model)")
     torch.set_num_threads(args.threads)
-    envs, net = catch_states(32), NetworkConfig(hidden=128)
-    trainer = (PPO(envs, PPOConfig(network=net), seed=args.seed) if args.algo == "ppo"
-               else DreamActorCritic(envs, ActorCriticConfig(network=net), seed=args.seed))
-    policy = Policy(trainer.net, "vector", "dreamworld/Catch-v0", algo=args.algo)
-    curve, started, next_eval = [], time.perf_counter(), 0
-    while time.perf_counter() - started < 60 * args.minutes:
+    model = ckpt.load(args.checkpoint) if args.obs == "latent" else None
+    envs = catch_envs(args, 32, model)
+    trainer = (PPO(envs, args.ppo, seed=args.seed) if args.algo == "ppo"
+               else DreamActorCritic(envs, args.actor_critic, seed=args.seed))
+    policy = Policy(trainer.net, "vector" if args.obs == "state" else args.obs, CATCH, args.checkpoint, algo=args.algo)
+    curve, started, next_eval = [], time.perf_counter(), 100_000
+    while time.perf_counter() - started < 60 * args.minutes and trainer.steps < (args.steps or float("inf")):
         trainer.update()
         if trainer.steps >= next_eval:
-            result = evaluate(policy, catch_states(8, 500), seed=args.seed + 1)
+            result = evaluate(policy, catch_envs(args, 8, model, 500), seed=args.seed + 1)
             curve.append({"steps": trainer.steps, "seconds": time.perf_counter() - started,
                           "return_per_500_steps": result.mean_return})
-            next_eval += args.eval_every
-    final = evaluate(policy, catch_states(20), seed=args.seed + 2)
-    table = Table(title=f"{args.algo} on Catch's true state ({cpu_name()}, {args.threads} thread(s))")
+            next_eval = (next_eval // args.eval_every + 1) * args.eval_every
+    final = evaluate(policy, catch_envs(args, 20, model), seed=args.seed + 2)
+    table = Table(title=f"{args.algo} on Catch, observing {args.obs} ({cpu_name()}, {args.threads} thread(s))")
     for column in ("env steps", "seconds", "return / 500 steps (scripted ~16.4)"):
         table.add_column(column, justify="right")
     for point in curve:
         table.add_row(f"{point['steps']:,}", f"{point['seconds']:.0f}", f"{point['return_per_500_steps']:.2f}")
     Console().print(table)
-    print(f"20 full episodes: {final.mean_return:.2f} ± {np.std(final.returns):.2f} (scripted 49.15, random 4.45)")
+    print(f"{trainer.steps:,} steps; 20 full episodes: {final.mean_return:.2f} ± {np.std(final.returns):.2f} "
+          "(scripted 49.15, random 4.45)")
     if args.json:
-        write_results(args.json, {"algo": args.algo, "cpu": cpu_name(), "threads": args.threads,
-                                  "minutes": args.minutes, "curve": curve, "final_return": final.mean_return,
+        config = asdict(args.ppo if args.algo == "ppo" else args.actor_critic)
+        write_results(args.json, {"obs": args.obs, "checkpoint": args.checkpoint, "algo": args.algo, "config": config,
+                                  "cpu": cpu_name(), "threads": args.threads, "minutes": args.minutes,
+                                  "steps": trainer.steps, "curve": curve, "final_return": final.mean_return,
                                   "final_return_std": float(np.std(final.returns)), "final_episodes": 20})
 
 
