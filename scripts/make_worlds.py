@@ -3,7 +3,7 @@ steps, train the tiny preset for 14.5 minutes (the issue's 15-minute bar on 2 co
 evaluate it, train an actor-critic in its dream, export both for shipping (float16 when the fidelity metrics do
 not suffer and the world fits in 10 MB, else int8) and write the world's metrics.json and a real | dream GIF.
 
-    python scripts/make_worlds.py                        # all three games, about 70 minutes on a 2-core CPU
+    python scripts/make_worlds.py                        # all three games, about 80 minutes on a 2-core CPU
     python scripts/make_worlds.py --games Catch --agent-minutes 5
 
 Every stage can be interrupted: running the same command again continues (datasets, world models and agents in
