@@ -7,11 +7,10 @@ an agent in a dream sees (a world model's latent codes, or frames), with no drea
 
 `state`: paddle x; x relative to the paddle, height, speed and kind of the four lowest items. `latent`: the FSQ codes
 of the real frames through the tokenizer of the world model in RUN, as `train-agent` feeds them. `pixels`: the
-frames, through the agents' CNN. Every `--eval-every`
-steps the agent plays 8 episodes of at most 500 steps; at the end 20 full episodes. The scripted policy collects about
-16.4 per 500 steps and 49.15 per full episode. The gap between the two curves is what perception costs the learner;
-the latent curve is a floor for what the same learner needs in a dream (which runs 1,000-2,000 steps/s on 2 cores,
-benchmarks/dream_env.py).
+frames, through the agents' CNN. Every `--eval-every` steps the agent plays 8 episodes of at most 500 steps; at the
+end 20 full episodes. The scripted policy collects about 16.4 per 500 steps and 49.15 per full episode. The gap
+between the state curve and the others is what perception costs the learner; the latent curve is a floor for what
+the same learner needs in a dream (which runs 1,000-2,000 steps/s on 2 cores, benchmarks/dream_env.py).
 """
 
 from __future__ import annotations
@@ -56,8 +55,8 @@ class CatchState(gym.ObservationWrapper):
 
 @dataclass
 class Args:
-    """Train one learner on real Catch for a fixed time, seeing its true state or a world model's codes; print its
-    learning curve."""
+    """Train one learner on real Catch for a fixed time, seeing its true state, a world model's codes or frames;
+    print its learning curve."""
 
     obs: Literal["state", "latent", "pixels"] = "state"
     """what the learner sees: the game's true state, the latent codes of the world model in --checkpoint, or frames"""
