@@ -13,12 +13,13 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from dreamworld.envs.dataset import atomic_write
+from dreamworld.envs.dataset import EpisodeDataset, atomic_write
 
 from .world_model import WorldModel, WorldModelConfig
 
@@ -184,3 +185,15 @@ def load_train_state(run: str | os.PathLike) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"{path} cannot be loaded safely ({str(e).splitlines()[0]}): it is damaged or "
                               "holds objects other than tensors; start training again without --resume") from None
+
+
+def save_starts(out: Path, ds: EpisodeDataset, episodes: list[int], context: int, count: int = 32) -> None:
+    """Save real start contexts (the first `context` frames and actions of some episodes) with the checkpoint,
+    so a dream can reset without its dataset."""
+    picks = [i for i in episodes if ds.episodes[i].steps >= context][:count]
+    if not picks:
+        return
+    windows = [ds.window(i, 0, context - 1) for i in picks]
+    write_safetensors(out / STARTS, {
+        "frames": torch.from_numpy(np.stack([w["frames"] for w in windows])),  # (S, K, H, W, 3)
+        "actions": torch.from_numpy(np.stack([w["actions"] for w in windows]))})  # (S, K-1, ...)

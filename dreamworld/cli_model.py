@@ -14,7 +14,7 @@ from .train import TrainConfig
 
 @dataclass
 class TrainArgs:
-    """Train a world model (tokenizer, then dynamics) on a dataset."""
+    """Train a world model (tokenizer, then outcome model, then dynamics) on a dataset."""
 
     data: str
     """dataset directory (from dreamworld collect)"""
@@ -72,7 +72,7 @@ def run_train(args: TrainArgs) -> None:
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
             f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}",
             "precision": summary["precision"]}
-    for phase in ("tokenizer", "dynamics"):
+    for phase in ("tokenizer", "outcome", "dynamics"):
         if phase in summary:
             s = summary[phase]
             rows[f"{phase} steps"] = s["steps"]

@@ -2,7 +2,8 @@
 
 Every step feeds all N current frames and actions through the dynamics transformer at once (its sliding KV
 cache keeps the cost and memory of a step flat), samples the next frames' tokens and decodes them to pixels in
-one call too (or, with `obs_type="latent"`, skips the decoder and returns the FSQ codes).
+one call too (with `obs_type="latent"` it returns the FSQ codes; it decodes them anyway when the world model
+reads rewards and terminations off the drawn frames, outcome.py, and skips the decoder when it does not).
 
 Per-dream resets inside the batch. The cache is a list of (N, heads, L, head_dim) tensors shared by the batch,
 with one frame counter (the rotary position of the next frame). Every dream starts from a full context of
@@ -290,7 +291,7 @@ class DreamVectorEnv(VectorEnv):
         if self._state is None:
             raise RuntimeError("call reset() before asking for frames")
         if self._frames is None:
-            self._frames = self.model.tokenizer.decode_uint8(self._state.tokens).cpu().numpy()  # (B, H, W, 3)
+            self._frames = self.model.frames(self._state).cpu().numpy()  # (B, H, W, 3)
         return self._frames
 
     def render(self) -> tuple[np.ndarray, ...] | None:

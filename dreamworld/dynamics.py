@@ -1,10 +1,10 @@
 """The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
 
 The tokens of frame t, with action a_t added, predict every token of frame t+1 at once (one softmax per FSQ
-digit). The reward and the termination of that step come from an outcome head that sees the transformer's state
-of frame t *and* the tokens of frame t+1 (as DIAMOND's reward model sees the next observation): a brick that
-vanished or a life that was lost shows in the next frame, so events are read off the outcome instead of being
-guessed before it, and in a dream they agree with the frame the model drew.
+digit). With `outcome_head` (world models whose config has no frame outcome model, outcome.py), the reward and
+the termination of that step come from a head that sees the transformer's state of frame t *and* the tokens of
+frame t+1 (as DIAMOND's reward model sees the next observation): a brick that vanished or a life that was lost
+shows in the next frame, so events are read off the outcome instead of being guessed before it.
 
 Time enters through rotary embeddings over the frame index (so cached keys stay valid as the window slides);
 space through a learned embedding per token position.
@@ -134,7 +134,8 @@ class ActionEmbedding(nn.Module):
 class Dynamics(nn.Module):
     """Predicts the next frame's tokens, the reward and termination from past frames' tokens and actions."""
 
-    def __init__(self, cfg: DynamicsConfig, levels: list[int], tokens_per_frame: int, action_space: gym.Space):
+    def __init__(self, cfg: DynamicsConfig, levels: list[int], tokens_per_frame: int, action_space: gym.Space,
+                 outcome_head: bool = True):
         super().__init__()
         head_dim = cfg.d_model // cfg.n_heads
         if cfg.d_model % cfg.n_heads or head_dim not in (16, 32, 64, 128):
@@ -154,9 +155,11 @@ class Dynamics(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.token_head = nn.Linear(cfg.d_model, sum(self.levels))
-        self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
-        self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
-        self.end_head = nn.Linear(2 * cfg.d_model, 1)
+        self.has_outcome_head = outcome_head  # False when the world model reads outcomes off frames (outcome.py)
+        if outcome_head:
+            self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
+            self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
+            self.end_head = nn.Linear(2 * cfg.d_model, 1)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -209,8 +212,10 @@ class Dynamics(nn.Module):
     def forward(self, tokens: torch.Tensor, actions: torch.Tensor, next_tokens: torch.Tensor):
         """Teacher-forced training pass: tokens (B, T, N), actions (B, T, ...) and the frames they led to,
         next_tokens (B, T, N) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3), termination
-        logits (B, T)."""
+        logits (B, T) (both None without an outcome head)."""
         h = self.hidden(tokens, actions)  # (B, T, N, C)
+        if not self.has_outcome_head:
+            return self.token_logits(h), None, None
         return (self.token_logits(h), *self.outcomes(h, next_tokens))
 
     def empty_cache(self) -> KVCache:

@@ -217,8 +217,12 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def decode_uint8(self, indices: torch.Tensor) -> torch.Tensor:
         """Token indices (B, N) -> uint8 frames (B, H, W, 3)."""
-        pixels = self.decode(indices).mul(255).round().to(torch.uint8)  # (B, 3, H, W)
-        return pixels.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3)
+        return self.to_uint8(self.decode(indices))
+
+    @staticmethod
+    def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+        """Decoded frames float (B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3)."""
+        return pixels.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3)
 
     def loss(self, frames: torch.Tensor, prev_frames: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, dict[str, float]]:

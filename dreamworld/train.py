@@ -1,6 +1,7 @@
-"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the dynamics.
+"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the outcome model on the
+tokenizer's drawings of the data (when the model has one, outcome.py), then the dynamics.
 
-Read top to bottom: `train` loads the data, runs the two phases through `run_phase` (one optimisation loop
+Read top to bottom: `train` loads the data, runs the phases through `run_phase` (one optimisation loop
 with NaN guard, periodic atomic checkpoints and logging), then scores the model on held-out episodes.
 A run directory holds config.json, model.safetensors, starts.safetensors and train_state.pt (for --resume).
 Under torchrun the module being trained is wrapped in DistributedDataParallel: each rank samples its own
@@ -27,11 +28,12 @@ from .data import WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import fidelity
 from .media import side_by_side
+from .outcome import TransitionSampler, outcome_loss, reconstruct
 from .precision import Precision, autocast, resolve
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
 
-PHASES = ("tokenizer", "dynamics", "done")
+PHASES = ("tokenizer", "outcome", "dynamics", "done")
 
 
 @dataclass
@@ -39,11 +41,20 @@ class TrainConfig:
     """How to train (the model's shape lives in WorldModelConfig)."""
 
     minutes: float | None = None
-    """wall-clock budget for both phases (default 15 when neither minutes nor steps is given)"""
+    """wall-clock budget for the phases' optimisation steps (default 15 when neither minutes nor steps is given);
+    encoding the data between phases comes on top (about 40 s for 30k frames of the tiny preset on 2 cores)"""
     steps: int | None = None
-    """optimisation steps for both phases together (split by tokenizer_share)"""
+    """optimisation steps for all phases together (split by tokenizer_share and outcome_share)"""
     tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer"""
+    outcome_share: float = 0.1
+    """share of the budget spent on the outcome model (models without one give it to the dynamics)"""
+    outcome_batch_size: int = 128
+    """outcome batch: steps (frame before, frame after)"""
+    outcome_lr: float = 1e-3
+    """outcome-model peak learning rate"""
+    reward_share: float = 0.15
+    """share of an outcome batch drawn from steps with a nonzero reward (end_share of it from terminations)"""
     batch_size: int = 16
     """dynamics batch: sequences of sequence_frames steps"""
     sequence_frames: int | None = None
@@ -67,11 +78,11 @@ class TrainConfig:
     holdout: float = 0.1
     """share of episodes held out for evaluation (every k-th episode)"""
     end_share: float = 0.1
-    """share of dynamics windows placed on an episode's termination"""
+    """share of dynamics windows placed on an episode's termination, and of outcome batches drawn from them"""
     end_weight: float = 5.0
-    """weight of terminal steps in the termination loss"""
+    """weight of terminal steps in the termination loss (of a dynamics outcome head)"""
     reward_weight: float = 1.0
-    """weight of the reward loss"""
+    """weight of the reward loss (of a dynamics outcome head)"""
     reward_event_weight: float = 5.0
     """weight of steps with a nonzero reward in the reward loss (they are rare: about 2% of steps in the games)"""
     checkpoint_seconds: float = 60.0
@@ -101,9 +112,11 @@ class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
-def _budget(cfg: TrainConfig, phase: str) -> tuple[int | None, float | None]:
-    """(steps, seconds) for a phase."""
-    share = cfg.tokenizer_share if phase == "tokenizer" else 1 - cfg.tokenizer_share
+def _budget(cfg: TrainConfig, phase: str, outcome: bool) -> tuple[int | None, float | None]:
+    """(steps, seconds) for a phase; `outcome`: the model has an outcome phase."""
+    outcome_share = cfg.outcome_share if outcome else 0.0
+    share = {"tokenizer": cfg.tokenizer_share, "outcome": outcome_share,
+             "dynamics": 1 - cfg.tokenizer_share - outcome_share}[phase]
     minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
     return (max(1, round(cfg.steps * share)) if cfg.steps else None,
             minutes * 60 * share if minutes is not None else None)
@@ -119,7 +132,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     ranks step in lockstep."""
     dist = dist or Distributed("cpu")
     precision = resolve(precision, dist.device)  # once, not on every step
-    steps_budget, seconds_budget = _budget(cfg, name)
+    steps_budget, seconds_budget = _budget(cfg, name, model.outcome is not None)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     if state.get("phase") == name and "optimizer" in state:
@@ -195,6 +208,7 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
     termination BCE (events outweigh the common uneventful steps)."""
     tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
     digit_logits, reward_logits, end_logits = model.dynamics(tokens[:, :-1], batch["actions"], tokens[:, 1:])
+    # reward_logits, end_logits: None when the model reads outcomes off frames (trained in their own phase)
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
     correct = torch.ones(targets.shape[:-1], dtype=torch.bool)  # (B, T, N)
@@ -204,6 +218,10 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
         correct &= logits.argmax(-1) == targets[..., d]
     denom = mask.sum().clamp_min(1)
     token_loss = token_loss / denom
+    token_acc = (correct.float().mean(-1) * mask).sum() / denom
+    metrics = {"token_loss": token_loss.item(), "token_accuracy": token_acc.item()}
+    if reward_logits is None:
+        return token_loss, metrics | {"loss": token_loss.item()}
     reward_class = (torch.sign(batch["rewards"]) + 1).long()  # (B, T)
     reward_ce = F.cross_entropy(reward_logits.flatten(0, 1), reward_class.flatten(), reduction="none")  # (B*T,)
     event = (reward_class != 1).float()  # (B, T)
@@ -212,9 +230,7 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
     end_loss = (F.binary_cross_entropy_with_logits(end_logits, ends, reduction="none") * (1 + (cfg.end_weight - 1)
                 * ends) * mask).sum() / denom
     total = token_loss + cfg.reward_weight * reward_loss + end_loss
-    token_acc = (correct.float().mean(-1) * mask).sum() / denom
-    return total, {"loss": total.item(), "token_loss": token_loss.item(), "reward_loss": reward_loss.item(),
-                   "end_loss": end_loss.item(), "token_accuracy": token_acc.item()}
+    return total, metrics | {"loss": total.item(), "reward_loss": reward_loss.item(), "end_loss": end_loss.item()}
 
 
 @torch.no_grad()
@@ -287,7 +303,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     if not resume:
         save(state)
         if dist.is_main:
-            _save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
+            ckpt.save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
     started = time.perf_counter()
     if state["phase"] == "tokenizer":
         has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
@@ -300,12 +316,22 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
                                          precision=cfg.tokenizer_precision)
-        state = {"phase": "dynamics", "global_step": state["global_step"]}
+        state = {"phase": "outcome" if model.outcome is not None else "dynamics", "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
             _log_reconstructions(model, steps.frames, tracker, state["global_step"])
+    tokens = encode_frames(model, steps.frames, progress=dist.is_main) if state["phase"] != "done" else None
+    if state["phase"] == "outcome":
+        sampler = TransitionSampler(reconstruct(model.tokenizer, tokens), steps.rewards, steps.ends, steps.valid,
+                                    cfg.end_share, cfg.reward_share, generator)
+        model.tokenizer.requires_grad_(False)
+        net = dist.wrap(model.outcome, lambda batch: outcome_loss(model.outcome, batch))
+        summary["outcome"] = run_phase("outcome", model, list(model.outcome.parameters()),
+                                       lambda: net(sampler.sample(cfg.outcome_batch_size, device)), cfg.outcome_lr,
+                                       cfg, state, save, tracker, dist=dist)
+        state = {"phase": "dynamics", "global_step": state["global_step"]}
+        save(state)
     if state["phase"] == "dynamics":
-        tokens = encode_frames(model, steps.frames, progress=dist.is_main)
         sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
         sampler.generator = generator
         model.tokenizer.requires_grad_(False)
@@ -339,18 +365,6 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
 def _sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
     return cfg.sequence_frames or 2 * model.cfg.dynamics.context_frames
-
-
-def _save_starts(out: Path, ds: EpisodeDataset, episodes: list[int], context: int, count: int = 32) -> None:
-    """Save real start contexts (the first `context` frames and actions of some episodes) with the checkpoint,
-    so a dream can reset without its dataset."""
-    picks = [i for i in episodes if ds.episodes[i].steps >= context][:count]
-    if not picks:
-        return
-    windows = [ds.window(i, 0, context - 1) for i in picks]
-    ckpt.write_safetensors(out / ckpt.STARTS, {
-        "frames": torch.from_numpy(np.stack([w["frames"] for w in windows])),  # (S, K, H, W, 3)
-        "actions": torch.from_numpy(np.stack([w["actions"] for w in windows]))})  # (S, K-1, ...)
 
 
 def _log_reconstructions(model: WorldModel, frames: np.ndarray, tracker: Tracker, step: int) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from dreamworld.envs import space_from_json
 
 from .dynamics import Dynamics, DynamicsConfig, KVCache
+from .outcome import OutcomeConfig, OutcomeNet
 from .precision import autocast
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -23,6 +24,10 @@ class WorldModelConfig:
     """frame tokenizer"""
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     """dynamics transformer"""
+    outcome: OutcomeConfig | None = field(default_factory=OutcomeConfig)
+    """CNN that reads a step's reward and termination off the drawn frames before and after it (outcome.py); None
+    reads them off the tokens with a head on the dynamics transformer (cheaper dreams: no decoding in latent mode;
+    the only kind before this field existed, so a config without it means None)"""
     env_id: str = ""
     """the real env this model learned"""
     action_space: dict = field(default_factory=lambda: {"type": "Discrete", "n": 1, "start": 0})
@@ -50,17 +55,20 @@ class WorldModelConfig:
         data = dict(data)
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
         data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
+        data["outcome"] = OutcomeConfig(**data["outcome"]) if data.get("outcome") is not None else None
         return WorldModelConfig(**data)
 
 
 @dataclass
 class DreamState:
     """A batch of dreams in progress: the KV cache, the tokens of each dream's current frame and, between
-    `predict` and `advance`, the dynamics states of that frame."""
+    `predict` and `advance`, the dynamics states of that frame. `drawn` keeps the last decoded frames with a copy
+    of the tokens they show, so changing `tokens` (a dream restarting) can never leave stale pixels behind."""
 
     cache: KVCache
     tokens: torch.Tensor  # (B, N) tokens of the current frame
     hidden: torch.Tensor | None = None  # (B, N, C) states of the current frame after `predict`
+    drawn: tuple[torch.Tensor, torch.Tensor] | None = None  # tokens (B, N), their frames float (B, 3, H, W)
 
 
 class WorldModel(nn.Module):
@@ -77,7 +85,8 @@ class WorldModel(nn.Module):
         self.action_space: gym.Space = space_from_json(cfg.action_space)
         self.tokenizer = Tokenizer(cfg.tokenizer)
         self.dynamics = Dynamics(cfg.dynamics, cfg.tokenizer.levels, self.tokenizer.tokens_per_frame,
-                                 self.action_space)
+                                 self.action_space, outcome_head=cfg.outcome is None)
+        self.outcome = None if cfg.outcome is None else OutcomeNet(cfg.outcome, cfg.tokenizer.image_size)
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
         self.precision = "float32"  # of the dynamics in dreams, see the class docstring
 
@@ -123,7 +132,19 @@ class WorldModel(nn.Module):
         terminated (B,) bool). `temperature` 0 takes the most likely tokens."""
         digit_logits = self.predict(state, actions)
         rewards, terminated = self.advance(state, self.dynamics.sample(digit_logits, temperature, generator))
-        return self.tokenizer.decode_uint8(state.tokens), rewards, terminated
+        return self.frames(state), rewards, terminated
+
+    @torch.no_grad()
+    def drawn(self, state: DreamState) -> torch.Tensor:
+        """The dreams' current frames as the tokenizer draws them, float (B, 3, H, W) in [0, 1], decoded once."""
+        if state.drawn is None or not torch.equal(state.drawn[0], state.tokens):
+            state.drawn = (state.tokens.clone(), self.tokenizer.decode(state.tokens))
+        return state.drawn[1]
+
+    @torch.no_grad()
+    def frames(self, state: DreamState) -> torch.Tensor:
+        """The dreams' current frames, uint8 (B, H, W, 3)."""
+        return self.tokenizer.to_uint8(self.drawn(state))
 
     @torch.no_grad()
     def predict(self, state: DreamState, actions) -> torch.Tensor:
@@ -140,8 +161,13 @@ class WorldModel(nn.Module):
         (B,) float and terminated (B,) bool, read off the transition from the old frame to the new one."""
         if state.hidden is None:
             raise RuntimeError("call predict() before advance()")
-        with autocast(self.precision, self.device):
-            reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
+        if self.outcome is None:
+            with autocast(self.precision, self.device):
+                reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
+        else:
+            before = self.drawn(state)  # (B, 3, H, W)
+            state.drawn = (next_tokens.clone(), self.tokenizer.decode(next_tokens))
+            reward_logits, end_logits = self.outcome(before, state.drawn[1])
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from toy_models import toy_config
+from toy_models import outcome_heads, toy_config
 
 import dreamworld
 from dreamworld.checkpoint import CONFIG, STARTS, WEIGHTS, CheckpointError, save_model, write_safetensors
@@ -32,7 +32,7 @@ def make_run(path, space=None, end_bias=-100.0, env_id="Toy-v0", starts=True, dy
         cfg.dynamics = dynamics
     model = WorldModel(cfg)
     with torch.no_grad():
-        model.dynamics.end_head.bias.fill_(end_bias)
+        outcome_heads(model).end_head.bias.fill_(end_bias)
         model.tokenizer.decoder[-1].weight.normal_(std=0.3)  # untrained, it draws the canvas alone: make tokens show
     save_model(path, model)
     if starts:

@@ -44,7 +44,7 @@ def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
     cfg.tokenizer.worst_pixels = 0  # the worst-pixels term keeps a toy tokenizer's loss far from zero
     summary = train(str(catch_data), str(tmp_path / "run"), cfg,
                     TrainConfig(steps=300, tokenizer_share=0.5, lr=3e-3, canvas_frames=0, **FAST), wandb="disabled")
-    for phase in ("tokenizer", "dynamics"):
+    for phase in ("tokenizer", "outcome", "dynamics"):
         assert summary[phase]["final_loss"] < 0.5 * summary[phase]["first_loss"], summary[phase]
     model = load(tmp_path / "run")
     assert model.cfg.env_id == "dreamworld/Catch-v0" and model.cfg.render_fps == 30

@@ -105,7 +105,7 @@ class PlaySession:
         self.state = self.model.start(torch.from_numpy(frames[None]), actions[None])
         cache, N = self.state.cache, self.model.tokenizer.tokens_per_frame
         self.rows = {cache.frame - (K - 1) + j: _copy_rows(cache, slice(j * N, (j + 1) * N)) for j in range(K - 1)}
-        image = self.model.tokenizer.decode_uint8(self.state.tokens)[0].cpu().numpy()  # (H, W, 3)
+        image = self.model.frames(self.state)[0].cpu().numpy()  # (H, W, 3)
         real_image = frames[-1] if self.compare else None
         self.history.clear()
         self.history.append(Snapshot(cache.frame, self.state.tokens.clone(), self.generator.get_state(), image, 0,
