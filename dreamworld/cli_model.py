@@ -22,6 +22,10 @@ class TrainArgs:
     """run directory for the checkpoint (config.json + model.safetensors) and wandb files"""
     preset: Literal["tiny", "small", "base"] = "tiny"
     """model size: tiny (CPU, built-in games), small (Atari-like), base (GPU)"""
+    outcome: Literal["frames", "tokens"] = "frames"
+    """where rewards and terminations are read: frames (a CNN on the frames the model draws before and after a step;
+    generalises from few examples, but latent dreams decode every step) or tokens (a head on the dynamics; latent
+    dreams skip the decoder)"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -66,7 +70,10 @@ def run_train(args: TrainArgs) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    summary = train(args.data, args.out, preset(args.preset), args.train, resume=args.resume, wandb=args.wandb)
+    model_cfg = preset(args.preset)
+    if args.outcome == "tokens":
+        model_cfg.outcome = None
+    summary = train(args.data, args.out, model_cfg, args.train, resume=args.resume, wandb=args.wandb)
     if env_rank() != 0:
         return  # under torchrun rank 0 reports
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "

@@ -88,7 +88,7 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
     out = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     final = torch.load(state_file, weights_only=True)
-    assert final["phase"] == "done" and final["global_step"] == 60  # 18 tokenizer + 42 dynamics steps in all
+    assert final["phase"] == "done" and final["global_step"] == 60  # 24 tokenizer + 6 outcome + 30 dynamics steps
     assert killed_at >= 3
     load(run)
 
@@ -106,7 +106,8 @@ def test_wandb_offline_run_records_metrics(catch_data, tmp_path):
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     history = b"".join(f.read_bytes() for f in runs[0].glob("*.wandb"))
-    for name in (b"train/dynamics/token_loss", b"train/tokenizer/loss", b"eval/psnr_1", b"eval/reward_f1"):
+    for name in (b"train/dynamics/token_loss", b"train/tokenizer/loss", b"train/outcome/end_loss", b"eval/psnr_1",
+                 b"eval/reward_f1"):
         assert name in history, name
 
 
@@ -115,8 +116,9 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     dw = [sys.executable, "-m", "dreamworld"]
     subprocess.run([*dw, "collect", "--env", "Bricks", "--steps", "1200", "--out", str(data), "--num-envs", "3"],
                    check=True, capture_output=True)
-    out = subprocess.run(_train_cmd(data, run, "--steps", "12"), capture_output=True, text=True)
+    out = subprocess.run(_train_cmd(data, run, "--steps", "12", "--outcome", "tokens"), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert load(run).outcome is None and load(run).dynamics.has_outcome_head  # the other tests train the frame CNN
     assert "dreamworld train" in out.stdout and "PSNR h=1" in out.stdout
     out = subprocess.run([*dw, "evaluate", "--checkpoint", str(run), "--data", str(data), "--horizon", "8",
                           "--samples", "8", "--holdout", "0.34", "--out", str(report), "--random-play", "3"],
