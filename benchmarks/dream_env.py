@@ -62,7 +62,7 @@ def random_tiny_run(out: Path, env_id: str) -> None:
     torch.manual_seed(0)
     model = WorldModel(cfg)
     with torch.no_grad():
-        heads = model.dynamics if model.outcome is None else model.outcome  # which decides terminations
+        heads = model.dynamics if model.termination is None else model.termination  # which decides terminations
         heads.end_head.bias.fill_(-100.0)  # random weights would end dreams at random
     save_model(out, model, info={"benchmark": "random weights"})
     K = cfg.dynamics.context_frames

@@ -14,7 +14,7 @@ from .train import TrainConfig
 
 @dataclass
 class TrainArgs:
-    """Train a world model (tokenizer, then outcome model, then dynamics) on a dataset."""
+    """Train a world model (tokenizer, then termination model, then dynamics) on a dataset."""
 
     data: str
     """dataset directory (from dreamworld collect)"""
@@ -22,10 +22,10 @@ class TrainArgs:
     """run directory for the checkpoint (config.json + model.safetensors) and wandb files"""
     preset: Literal["tiny", "small", "base"] = "tiny"
     """model size: tiny (CPU, built-in games), small (Atari-like), base (GPU)"""
-    outcome: Literal["frames", "tokens"] = "frames"
-    """where rewards and terminations are read: frames (a CNN on the frames the model draws before and after a step;
-    generalises from few examples, but latent dreams decode every step) or tokens (a head on the dynamics; latent
-    dreams skip the decoder)"""
+    termination: Literal["frames", "tokens"] = "frames"
+    """where terminations are read: frames (a CNN on the frames the model draws before and after a step; learns
+    from few endings, but latent dreams decode every step) or tokens (the dynamics' outcome head, which reads the
+    rewards in both cases; latent dreams skip the decoder)"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -71,15 +71,15 @@ def run_train(args: TrainArgs) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg = preset(args.preset)
-    if args.outcome == "tokens":
-        model_cfg.outcome = None
+    if args.termination == "tokens":
+        model_cfg.termination = None
     summary = train(args.data, args.out, model_cfg, args.train, resume=args.resume, wandb=args.wandb)
     if env_rank() != 0:
         return  # under torchrun rank 0 reports
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
             f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}",
             "precision": summary["precision"]}
-    for phase in ("tokenizer", "outcome", "dynamics"):
+    for phase in ("tokenizer", "termination", "dynamics"):
         if phase in summary:
             s = summary[phase]
             rows[f"{phase} steps"] = s["steps"]

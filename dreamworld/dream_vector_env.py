@@ -3,7 +3,7 @@
 Every step feeds all N current frames and actions through the dynamics transformer at once (its sliding KV
 cache keeps the cost and memory of a step flat), samples the next frames' tokens and decodes them to pixels in
 one call too (with `obs_type="latent"` it returns the FSQ codes; it decodes them anyway when the world model
-reads rewards and terminations off the drawn frames, outcome.py, and skips the decoder when it does not).
+reads terminations off the drawn frames, termination.py, and skips the decoder when it does not).
 
 Per-dream resets inside the batch. The cache is a list of (N, heads, L, head_dim) tensors shared by the batch,
 with one frame counter (the rotary position of the next frame). Every dream starts from a full context of

@@ -1,10 +1,10 @@
 """The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
 
 The tokens of frame t, with action a_t added, predict every token of frame t+1 at once (one softmax per FSQ
-digit). With `outcome_head` (world models whose config has no frame outcome model, outcome.py), the reward and
-the termination of that step come from a head that sees the transformer's state of frame t *and* the tokens of
-frame t+1 (as DIAMOND's reward model sees the next observation): a brick that vanished or a life that was lost
-shows in the next frame, so events are read off the outcome instead of being guessed before it.
+digit). The reward and (for world models without a termination CNN, termination.py) the termination of that step
+come from an outcome head that sees the transformer's state of frame t *and* the tokens of frame t+1 (as
+DIAMOND's reward model sees the next observation): a brick that vanished shows in the next frame, so events are
+read off the outcome instead of being guessed before it.
 
 Time enters through rotary embeddings over the frame index (so cached keys stay valid as the window slides);
 space through a learned embedding per token position.
@@ -135,7 +135,7 @@ class Dynamics(nn.Module):
     """Predicts the next frame's tokens, the reward and termination from past frames' tokens and actions."""
 
     def __init__(self, cfg: DynamicsConfig, levels: list[int], tokens_per_frame: int, action_space: gym.Space,
-                 outcome_head: bool = True):
+                 end_head: bool = True):
         super().__init__()
         head_dim = cfg.d_model // cfg.n_heads
         if cfg.d_model % cfg.n_heads or head_dim not in (16, 32, 64, 128):
@@ -155,11 +155,10 @@ class Dynamics(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.token_head = nn.Linear(cfg.d_model, sum(self.levels))
-        self.has_outcome_head = outcome_head  # False when the world model reads outcomes off frames (outcome.py)
-        if outcome_head:
-            self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
-            self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
-            self.end_head = nn.Linear(2 * cfg.d_model, 1)
+        self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
+        self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
+        # no end head when the world model reads terminations off the drawn frames (termination.py)
+        self.end_head = nn.Linear(2 * cfg.d_model, 1) if end_head else None
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -202,20 +201,19 @@ class Dynamics(nn.Module):
 
     def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """States of frame t (..., N, C) and the tokens of frame t+1 (..., N) -> reward logits (..., 3) and
-        termination logits (...,). Each token position compares its state with what appeared there; mean and
-        max pooling over positions keep a one-token event (a vanished brick) from being averaged away."""
+        termination logits (...,) (None without an end head). Each token position compares its state with what
+        appeared there; mean and max pooling over positions keep a one-token event (a vanished brick) from being
+        averaged away."""
         seen = self.digit_embed(self.digits(next_tokens) + self.offsets).sum(-2) + self.spatial  # (..., N, C)
         z = self.outcome(torch.cat((h, seen), -1))  # (..., N, C)
         pooled = torch.cat((z.mean(-2), z.amax(-2)), -1)  # (..., 2C)
-        return self.reward_head(pooled), self.end_head(pooled).squeeze(-1)
+        return self.reward_head(pooled), None if self.end_head is None else self.end_head(pooled).squeeze(-1)
 
     def forward(self, tokens: torch.Tensor, actions: torch.Tensor, next_tokens: torch.Tensor):
         """Teacher-forced training pass: tokens (B, T, N), actions (B, T, ...) and the frames they led to,
         next_tokens (B, T, N) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3), termination
-        logits (B, T) (both None without an outcome head)."""
+        logits (B, T) (None without an end head)."""
         h = self.hidden(tokens, actions)  # (B, T, N, C)
-        if not self.has_outcome_head:
-            return self.token_logits(h), None, None
         return (self.token_logits(h), *self.outcomes(h, next_tokens))
 
     def empty_cache(self) -> KVCache:

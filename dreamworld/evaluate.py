@@ -112,11 +112,11 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
 
 @torch.no_grad()
 def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
-    """Reward and termination F1 over every step of `episodes`, read from the real frames before and after each
-    step (in a dream, from the frames the model drew): by the outcome CNN from their reconstructions, or by the
-    dynamics' outcome head from the real context and the next frame's tokens. A reward event is a nonzero reward;
-    it counts as found when the predicted sign matches."""
-    T = 4 * model.cfg.dynamics.context_frames if model.outcome is None else 256
+    """Reward and termination F1 over every step of `episodes`, read as in a dream but from real frames: rewards
+    (and terminations, without a termination CNN) by the dynamics' outcome head from the real context and the next
+    frame's tokens, terminations by the termination CNN from the reconstructions of the frames before and after
+    each step. A reward event is a nonzero reward; it counts as found when the predicted sign matches."""
+    T = 4 * model.cfg.dynamics.context_frames
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for i in episodes:
         ep = ds.episode(i)
@@ -124,15 +124,13 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
         actions = model.actions_tensor(ep["actions"])
         for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
             e = min(s + T, len(actions))
-            if model.outcome is None:
-                _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
-                                                              tokens[None, s + 1 : e + 1])
-                reward_logits, end_logits = reward_logits[0], end_logits[0]  # (e - s, 3), (e - s,)
-            else:
+            _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
+                                                          tokens[None, s + 1 : e + 1])  # (1, e - s, 3), (1, e - s)
+            if model.termination is not None:
                 drawn = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
-                reward_logits, end_logits = model.outcome(drawn[:-1], drawn[1:])
-            pred_r.append(reward_logits.argmax(-1).cpu().numpy() - 1)
-            pred_e.append((end_logits > 0).cpu().numpy())
+                end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
+            pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
+            pred_e.append((end_logits[0] > 0).cpu().numpy())
         true_r.append(np.sign(ep["rewards"]).astype(int))
         true_e.append(ep["terminated"].astype(bool))
     pr, tr = np.concatenate(pred_r), np.concatenate(true_r)

@@ -1,5 +1,5 @@
-"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the outcome model on the
-tokenizer's drawings of the data (when the model has one, outcome.py), then the dynamics.
+"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the termination model on the
+tokenizer's drawings of the data (when the model has one, termination.py), then the dynamics.
 
 Read top to bottom: `train` loads the data, runs the phases through `run_phase` (one optimisation loop
 with NaN guard, periodic atomic checkpoints and logging), then scores the model on held-out episodes.
@@ -28,12 +28,12 @@ from .data import WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import fidelity
 from .media import side_by_side
-from .outcome import TransitionSampler, outcome_loss, reconstruct
 from .precision import Precision, autocast, resolve
+from .termination import TransitionSampler, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
 
-PHASES = ("tokenizer", "outcome", "dynamics", "done")
+PHASES = ("tokenizer", "termination", "dynamics", "done")
 
 
 @dataclass
@@ -44,17 +44,15 @@ class TrainConfig:
     """wall-clock budget for the phases' optimisation steps (default 15 when neither minutes nor steps is given);
     encoding the data between phases comes on top (about 40 s for 30k frames of the tiny preset on 2 cores)"""
     steps: int | None = None
-    """optimisation steps for all phases together (split by tokenizer_share and outcome_share)"""
+    """optimisation steps for all phases together (split by tokenizer_share and termination_share)"""
     tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer"""
-    outcome_share: float = 0.1
-    """share of the budget spent on the outcome model (models without one give it to the dynamics)"""
-    outcome_batch_size: int = 128
-    """outcome batch: steps (frame before, frame after)"""
-    outcome_lr: float = 1e-3
-    """outcome-model peak learning rate"""
-    reward_share: float = 0.15
-    """share of an outcome batch drawn from steps with a nonzero reward (end_share of it from terminations)"""
+    termination_share: float = 0.1
+    """share of the budget spent on the termination model (models without one give it to the dynamics)"""
+    termination_batch_size: int = 128
+    """termination batch: steps (frame before, frame after)"""
+    termination_lr: float = 1e-3
+    """termination-model peak learning rate"""
     batch_size: int = 16
     """dynamics batch: sequences of sequence_frames steps"""
     sequence_frames: int | None = None
@@ -78,11 +76,11 @@ class TrainConfig:
     holdout: float = 0.1
     """share of episodes held out for evaluation (every k-th episode)"""
     end_share: float = 0.1
-    """share of dynamics windows placed on an episode's termination, and of outcome batches drawn from them"""
+    """share of dynamics windows placed on an episode's termination, and of termination batches drawn from them"""
     end_weight: float = 5.0
-    """weight of terminal steps in the termination loss (of a dynamics outcome head)"""
+    """weight of terminal steps in the termination loss (of the dynamics' outcome head)"""
     reward_weight: float = 1.0
-    """weight of the reward loss (of a dynamics outcome head)"""
+    """weight of the reward loss"""
     reward_event_weight: float = 5.0
     """weight of steps with a nonzero reward in the reward loss (they are rare: about 2% of steps in the games)"""
     checkpoint_seconds: float = 60.0
@@ -112,11 +110,11 @@ class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
-def _budget(cfg: TrainConfig, phase: str, outcome: bool) -> tuple[int | None, float | None]:
-    """(steps, seconds) for a phase; `outcome`: the model has an outcome phase."""
-    outcome_share = cfg.outcome_share if outcome else 0.0
-    share = {"tokenizer": cfg.tokenizer_share, "outcome": outcome_share,
-             "dynamics": 1 - cfg.tokenizer_share - outcome_share}[phase]
+def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None, float | None]:
+    """(steps, seconds) for a phase; `termination`: the model has a termination phase."""
+    termination_share = cfg.termination_share if termination else 0.0
+    share = {"tokenizer": cfg.tokenizer_share, "termination": termination_share,
+             "dynamics": 1 - cfg.tokenizer_share - termination_share}[phase]
     minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
     return (max(1, round(cfg.steps * share)) if cfg.steps else None,
             minutes * 60 * share if minutes is not None else None)
@@ -132,7 +130,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     ranks step in lockstep."""
     dist = dist or Distributed("cpu")
     precision = resolve(precision, dist.device)  # once, not on every step
-    steps_budget, seconds_budget = _budget(cfg, name, model.outcome is not None)
+    steps_budget, seconds_budget = _budget(cfg, name, model.termination is not None)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     if state.get("phase") == name and "optimizer" in state:
@@ -204,11 +202,11 @@ def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
 
 
 def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """Cross-entropy on every FSQ digit of the next frame's tokens, weighted reward-sign CE and weighted
-    termination BCE (events outweigh the common uneventful steps)."""
+    """Cross-entropy on every FSQ digit of the next frame's tokens, weighted reward-sign CE and (with an end head)
+    weighted termination BCE (events outweigh the common uneventful steps)."""
     tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
     digit_logits, reward_logits, end_logits = model.dynamics(tokens[:, :-1], batch["actions"], tokens[:, 1:])
-    # reward_logits, end_logits: None when the model reads outcomes off frames (trained in their own phase)
+    # end_logits: None when the model reads terminations off frames (trained in their own phase)
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
     correct = torch.ones(targets.shape[:-1], dtype=torch.bool)  # (B, T, N)
@@ -219,18 +217,19 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
     denom = mask.sum().clamp_min(1)
     token_loss = token_loss / denom
     token_acc = (correct.float().mean(-1) * mask).sum() / denom
-    metrics = {"token_loss": token_loss.item(), "token_accuracy": token_acc.item()}
-    if reward_logits is None:
-        return token_loss, metrics | {"loss": token_loss.item()}
     reward_class = (torch.sign(batch["rewards"]) + 1).long()  # (B, T)
     reward_ce = F.cross_entropy(reward_logits.flatten(0, 1), reward_class.flatten(), reduction="none")  # (B*T,)
     event = (reward_class != 1).float()  # (B, T)
     reward_loss = (reward_ce.view_as(mask) * (1 + (cfg.reward_event_weight - 1) * event) * mask).sum() / denom
-    ends = batch["ends"].float()
-    end_loss = (F.binary_cross_entropy_with_logits(end_logits, ends, reduction="none") * (1 + (cfg.end_weight - 1)
-                * ends) * mask).sum() / denom
-    total = token_loss + cfg.reward_weight * reward_loss + end_loss
-    return total, metrics | {"loss": total.item(), "reward_loss": reward_loss.item(), "end_loss": end_loss.item()}
+    total = token_loss + cfg.reward_weight * reward_loss
+    metrics = {"token_loss": token_loss.item(), "token_accuracy": token_acc.item(), "reward_loss": reward_loss.item()}
+    if end_logits is not None:
+        ends = batch["ends"].float()
+        end_loss = (F.binary_cross_entropy_with_logits(end_logits, ends, reduction="none")
+                    * (1 + (cfg.end_weight - 1) * ends) * mask).sum() / denom
+        total = total + end_loss
+        metrics["end_loss"] = end_loss.item()
+    return total, metrics | {"loss": total.item()}
 
 
 @torch.no_grad()
@@ -316,19 +315,20 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
                                          precision=cfg.tokenizer_precision)
-        state = {"phase": "outcome" if model.outcome is not None else "dynamics", "global_step": state["global_step"]}
+        state = {"phase": "dynamics" if model.termination is None else "termination",
+                 "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
             _log_reconstructions(model, steps.frames, tracker, state["global_step"])
     tokens = encode_frames(model, steps.frames, progress=dist.is_main) if state["phase"] != "done" else None
-    if state["phase"] == "outcome":
-        sampler = TransitionSampler(reconstruct(model.tokenizer, tokens), steps.rewards, steps.ends, steps.valid,
-                                    cfg.end_share, cfg.reward_share, generator)
+    if state["phase"] == "termination":
+        sampler = TransitionSampler(reconstruct(model.tokenizer, tokens), steps.ends, steps.valid, cfg.end_share,
+                                    generator)
         model.tokenizer.requires_grad_(False)
-        net = dist.wrap(model.outcome, lambda batch: outcome_loss(model.outcome, batch))
-        summary["outcome"] = run_phase("outcome", model, list(model.outcome.parameters()),
-                                       lambda: net(sampler.sample(cfg.outcome_batch_size, device)), cfg.outcome_lr,
-                                       cfg, state, save, tracker, dist=dist)
+        net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
+        summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
+                                           lambda: net(sampler.sample(cfg.termination_batch_size, device)),
+                                           cfg.termination_lr, cfg, state, save, tracker, dist=dist)
         state = {"phase": "dynamics", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "dynamics":

@@ -11,8 +11,8 @@ from torch import nn
 from dreamworld.envs import space_from_json
 
 from .dynamics import Dynamics, DynamicsConfig, KVCache
-from .outcome import OutcomeConfig, OutcomeNet
 from .precision import autocast
+from .termination import TerminationConfig, TerminationNet
 from .tokenizer import Tokenizer, TokenizerConfig
 
 
@@ -24,10 +24,10 @@ class WorldModelConfig:
     """frame tokenizer"""
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     """dynamics transformer"""
-    outcome: OutcomeConfig | None = field(default_factory=OutcomeConfig)
-    """CNN that reads a step's reward and termination off the drawn frames before and after it (outcome.py); None
-    reads them off the tokens with a head on the dynamics transformer (cheaper dreams: no decoding in latent mode;
-    the only kind before this field existed, so a config without it means None)"""
+    termination: TerminationConfig | None = field(default_factory=TerminationConfig)
+    """CNN that reads a step's termination off the drawn frames before and after it (termination.py); None reads it
+    off the tokens with the dynamics' outcome head (cheaper dreams: no decoding in latent mode; the only kind
+    before this field existed, so a config without it means None)"""
     env_id: str = ""
     """the real env this model learned"""
     action_space: dict = field(default_factory=lambda: {"type": "Discrete", "n": 1, "start": 0})
@@ -55,7 +55,7 @@ class WorldModelConfig:
         data = dict(data)
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
         data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
-        data["outcome"] = OutcomeConfig(**data["outcome"]) if data.get("outcome") is not None else None
+        data["termination"] = TerminationConfig(**data["termination"]) if data.get("termination") else None
         return WorldModelConfig(**data)
 
 
@@ -85,8 +85,9 @@ class WorldModel(nn.Module):
         self.action_space: gym.Space = space_from_json(cfg.action_space)
         self.tokenizer = Tokenizer(cfg.tokenizer)
         self.dynamics = Dynamics(cfg.dynamics, cfg.tokenizer.levels, self.tokenizer.tokens_per_frame,
-                                 self.action_space, outcome_head=cfg.outcome is None)
-        self.outcome = None if cfg.outcome is None else OutcomeNet(cfg.outcome, cfg.tokenizer.image_size)
+                                 self.action_space, end_head=cfg.termination is None)
+        self.termination = (None if cfg.termination is None
+                            else TerminationNet(cfg.termination, cfg.tokenizer.image_size))
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
         self.precision = "float32"  # of the dynamics in dreams, see the class docstring
 
@@ -161,13 +162,12 @@ class WorldModel(nn.Module):
         (B,) float and terminated (B,) bool, read off the transition from the old frame to the new one."""
         if state.hidden is None:
             raise RuntimeError("call predict() before advance()")
-        if self.outcome is None:
-            with autocast(self.precision, self.device):
-                reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
-        else:
+        with autocast(self.precision, self.device):
+            reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
+        if self.termination is not None:
             before = self.drawn(state)  # (B, 3, H, W)
             state.drawn = (next_tokens.clone(), self.tokenizer.decode(next_tokens))
-            reward_logits, end_logits = self.outcome(before, state.drawn[1])
+            end_logits = self.termination(before, state.drawn[1])
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from toy_models import outcome_heads, toy_config
+from toy_models import end_module, toy_config
 
 from dreamworld.agents import (
     PPO,
@@ -216,11 +216,11 @@ def test_collect_with_an_agent(tmp_path):
 def toy_run(path, seed=0):
     """A randomly initialised toy world model of Catch (16 latent tokens of 3 dims) with random start contexts."""
     torch.manual_seed(seed)
-    cfg = toy_config(gym.spaces.Discrete(3), frame_outcome=False)  # a random head's logits spread: some ends
+    cfg = toy_config(gym.spaces.Discrete(3), frame_termination=False)  # a random head's logits spread: some ends
     cfg.env_id = "dreamworld/Catch-v0"
     model = WorldModel(cfg)
     with torch.no_grad():
-        outcome_heads(model).end_head.bias.fill_(-3.0)  # dreams end now and then
+        end_module(model).end_head.bias.fill_(-3.0)  # dreams end now and then
     save_model(path, model)
     K = cfg.dynamics.context_frames
     rng = np.random.default_rng(seed)

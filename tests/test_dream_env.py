@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from toy_models import outcome_heads, toy_config
+from toy_models import end_module, toy_config
 
 import dreamworld
 from dreamworld.checkpoint import CONFIG, STARTS, WEIGHTS, CheckpointError, save_model, write_safetensors
@@ -22,17 +22,19 @@ from dreamworld.world_model import WorldModel
 BOX = gym.spaces.Box(-1, 1, (2,), np.float32)
 
 
-def make_run(path, space=None, end_bias=-100.0, env_id="Toy-v0", starts=True, dynamics=None, seed=0):
+def make_run(path, space=None, end_bias=-100.0, env_id="Toy-v0", starts=True, dynamics=None, seed=0,
+             frame_termination=True):
     """A checkpoint of a randomly initialised toy world model with 4 random start contexts. `end_bias` sets the
-    termination head's bias: -100 never ends, +100 always ends."""
+    termination head's bias: -100 never ends, +100 always ends (0 ends now and then only with the dynamics' end
+    head, `frame_termination=False`: a random termination CNN gives nearly the same logit to every frame)."""
     torch.manual_seed(seed)
-    cfg = toy_config(space)
+    cfg = toy_config(space, frame_termination=frame_termination)
     cfg.env_id, cfg.render_fps = env_id, 15
     if dynamics is not None:
         cfg.dynamics = dynamics
     model = WorldModel(cfg)
     with torch.no_grad():
-        outcome_heads(model).end_head.bias.fill_(end_bias)
+        end_module(model).end_head.bias.fill_(end_bias)
         model.tokenizer.decoder[-1].weight.normal_(std=0.3)  # untrained, it draws the canvas alone: make tokens show
     save_model(path, model)
     if starts:
@@ -53,7 +55,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def runs(tmp_path_factory):
     """Toy checkpoints: Discrete actions (never ending), Box actions, and one whose dreams always end."""
     root = tmp_path_factory.mktemp("runs")
-    return {"discrete": make_run(root / "discrete"), "box": make_run(root / "box", BOX, end_bias=0.0),
+    return {"discrete": make_run(root / "discrete"),
+            "box": make_run(root / "box", BOX, end_bias=0.0, frame_termination=False),
             "ends": make_run(root / "ends", end_bias=100.0)}
 
 

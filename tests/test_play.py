@@ -6,7 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from toy_models import outcome_heads, toy_config
+from toy_models import end_module, toy_config
 
 from dreamworld.checkpoint import STARTS, save_model, write_safetensors
 from dreamworld.cli import main
@@ -28,7 +28,7 @@ def make_run(path, env_id="dreamworld/Catch-v0", space=None):
     cfg.env_id, cfg.render_fps = env_id, 15
     model = WorldModel(cfg)
     with torch.no_grad():
-        outcome_heads(model).end_head.bias.fill_(-100.0)  # never ends
+        end_module(model).end_head.bias.fill_(-100.0)  # never ends
         model.tokenizer.decoder[-1].weight.normal_(std=0.3)  # make tokens show in the frames
     save_model(path, model)
     K = cfg.dynamics.context_frames

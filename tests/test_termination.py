@@ -1,5 +1,6 @@
-"""The outcome model: dreams read rewards and terminations off the frames they draw, its sampler over-represents
-the rare events without crossing episodes, and checkpoints from before it load with the dynamics' outcome head."""
+"""The termination model: dreams read terminations off the frames they draw (rewards off the dynamics' head), its
+sampler over-represents endings without crossing episodes, and checkpoints from before it load with the dynamics'
+end head."""
 
 import json
 
@@ -8,8 +9,7 @@ import torch
 from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
-from dreamworld.data import Steps
-from dreamworld.outcome import TransitionSampler
+from dreamworld.termination import TransitionSampler
 from dreamworld.world_model import WorldModel
 
 
@@ -20,24 +20,26 @@ def _dream(model, seed=0):
     return model.start(frames, actions)
 
 
-def test_dreams_read_outcomes_off_the_drawn_frames():
+def test_dreams_read_terminations_off_the_drawn_frames():
     torch.manual_seed(0)
     model = WorldModel(toy_config()).eval()
+    assert model.dynamics.end_head is None
     with torch.no_grad():
         model.tokenizer.decoder[-1].weight.normal_(std=0.3)  # untrained, it draws the canvas alone: make tokens show
-        model.outcome.end_head.bias.fill_(0.05)
+        model.termination.end_head.bias.fill_(0.05)
     state = _dream(model)
     actions = torch.tensor([0, 1, 2])
     before = model.tokenizer.decode(state.tokens)
     next_tokens = model.dynamics.sample(model.predict(state, actions), 0.0)
+    hidden = state.hidden
     rewards, ends = model.advance(state, next_tokens)
-    reward_logits, end_logits = model.outcome(before, model.tokenizer.decode(next_tokens))
+    reward_logits, _ = model.dynamics.outcomes(hidden, next_tokens)
     torch.testing.assert_close(rewards, model.reward_values[reward_logits.argmax(-1)])
-    torch.testing.assert_close(ends, end_logits > 0)
+    torch.testing.assert_close(ends, model.termination(before, model.tokenizer.decode(next_tokens)) > 0)
     np.testing.assert_array_equal(model.frames(state).numpy(), model.tokenizer.decode_uint8(next_tokens).numpy())
     # a dream restarting changes its tokens in place: the next step reads the new frame, not a stale drawing
     seen = []
-    model.outcome.register_forward_pre_hook(lambda module, args: seen.append(args))
+    model.termination.register_forward_pre_hook(lambda module, args: seen.append(args))
     stale = model.tokenizer.decode(state.tokens)
     state.tokens[1] = torch.roll(state.tokens[1], 1)
     restarted = state.tokens.clone()
@@ -46,36 +48,31 @@ def test_dreams_read_outcomes_off_the_drawn_frames():
     assert not torch.allclose(seen[0][0][1], stale[1])
 
 
-def test_transition_sampler_draws_events_and_stays_inside_episodes():
-    # two episodes of 50 steps (51 frames each); frame i is filled with the value i % 256 so pairs can be checked
+def test_transition_sampler_draws_endings_and_stays_inside_episodes():
+    # two episodes of 50 steps (51 frames each); frame i is filled with the value i so pairs can be checked
     n = 102
     frames = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 64, 64, 3).contiguous()
-    rewards, ends = torch.zeros(n), torch.zeros(n, dtype=torch.bool)
-    rewards[[5, 70]] = 1.0
+    ends = torch.zeros(n, dtype=torch.bool)
     ends[49] = True  # episode 1 ends on its last step; episode 2 is cut off (truncated)
     valid = torch.ones(n, dtype=torch.bool)
     valid[[50, 101]] = False  # the last frame of each episode has no step after it
-    steps = Steps(frames.numpy(), torch.zeros(n, dtype=torch.long), rewards, ends, valid,
-                  torch.tensor([0] * 51 + [51] * 51))
-    sampler = TransitionSampler(frames, steps.rewards, steps.ends, steps.valid, end_share=0.25, reward_share=0.25,
-                                generator=torch.Generator().manual_seed(0))
+    sampler = TransitionSampler(frames, ends, valid, end_share=0.25, generator=torch.Generator().manual_seed(0))
     batch = sampler.sample(4000, "cpu")
     before, after = batch["before"][:, 0, 0, 0] * 255, batch["after"][:, 0, 0, 0] * 255
     torch.testing.assert_close(after, before + 1)  # the frame after the step, never across an episode boundary
     assert not torch.isin(before.round().long(), torch.tensor([50, 101])).any()
     assert 0.2 < batch["ends"].mean() < 0.3
-    assert 0.2 < (batch["reward_class"] == 2).float().mean() < 0.3
 
 
-def test_a_checkpoint_from_before_the_outcome_model_loads_with_the_dynamics_head(tmp_path):
+def test_a_checkpoint_from_before_the_termination_model_loads_with_the_dynamics_end_head(tmp_path):
     torch.manual_seed(2)
-    model = WorldModel(toy_config(frame_outcome=False))
+    model = WorldModel(toy_config(frame_termination=False))
     save_model(tmp_path, model)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["config"]["outcome"]  # as written before the field existed
+    del config["config"]["termination"]  # as written before the field existed
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = load(tmp_path)
-    assert loaded.outcome is None and loaded.dynamics.has_outcome_head
+    assert loaded.termination is None and loaded.dynamics.end_head is not None
     state = _dream(loaded)
     digit_logits = loaded.predict(state, torch.tensor([0, 1, 2]))
     rewards, ends = loaded.advance(state, loaded.dynamics.sample(digit_logits, 0.0))

@@ -44,7 +44,7 @@ def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
     cfg.tokenizer.worst_pixels = 0  # the worst-pixels term keeps a toy tokenizer's loss far from zero
     summary = train(str(catch_data), str(tmp_path / "run"), cfg,
                     TrainConfig(steps=300, tokenizer_share=0.5, lr=3e-3, canvas_frames=0, **FAST), wandb="disabled")
-    for phase in ("tokenizer", "outcome", "dynamics"):
+    for phase in ("tokenizer", "termination", "dynamics"):
         assert summary[phase]["final_loss"] < 0.5 * summary[phase]["first_loss"], summary[phase]
     model = load(tmp_path / "run")
     assert model.cfg.env_id == "dreamworld/Catch-v0" and model.cfg.render_fps == 30
@@ -88,7 +88,7 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
     out = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     final = torch.load(state_file, weights_only=True)
-    assert final["phase"] == "done" and final["global_step"] == 60  # 24 tokenizer + 6 outcome + 30 dynamics steps
+    assert final["phase"] == "done" and final["global_step"] == 60  # 24 tokenizer + 6 termination + 30 dynamics steps
     assert killed_at >= 3
     load(run)
 
@@ -101,12 +101,12 @@ def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tm
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
 def test_wandb_offline_run_records_metrics(catch_data, tmp_path):
-    train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data), TrainConfig(steps=20, **FAST),
+    train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data), TrainConfig(steps=60, **FAST),
           wandb="offline")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     history = b"".join(f.read_bytes() for f in runs[0].glob("*.wandb"))
-    for name in (b"train/dynamics/token_loss", b"train/tokenizer/loss", b"train/outcome/end_loss", b"eval/psnr_1",
+    for name in (b"train/dynamics/token_loss", b"train/tokenizer/loss", b"train/termination/loss", b"eval/psnr_1",
                  b"eval/reward_f1"):
         assert name in history, name
 
@@ -116,9 +116,10 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     dw = [sys.executable, "-m", "dreamworld"]
     subprocess.run([*dw, "collect", "--env", "Bricks", "--steps", "1200", "--out", str(data), "--num-envs", "3"],
                    check=True, capture_output=True)
-    out = subprocess.run(_train_cmd(data, run, "--steps", "12", "--outcome", "tokens"), capture_output=True, text=True)
+    out = subprocess.run(_train_cmd(data, run, "--steps", "12", "--termination", "tokens"), capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert load(run).outcome is None and load(run).dynamics.has_outcome_head  # the other tests train the frame CNN
+    assert load(run).termination is None and load(run).dynamics.end_head is not None  # the others train the CNN
     assert "dreamworld train" in out.stdout and "PSNR h=1" in out.stdout
     out = subprocess.run([*dw, "evaluate", "--checkpoint", str(run), "--data", str(data), "--horizon", "8",
                           "--samples", "8", "--holdout", "0.34", "--out", str(report), "--random-play", "3"],

@@ -23,7 +23,7 @@ def _inputs(model, B=2, T=4, seed=0):
 @pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32)])
 def test_kv_cache_steps_equal_the_full_pass(space):
     torch.manual_seed(0)
-    model = WorldModel(toy_config(space, frame_outcome=False)).eval()
+    model = WorldModel(toy_config(space, frame_termination=False)).eval()
     model.action_space.seed(0)
     tokens, actions = _inputs(model, T=5)
     acts = model.actions_tensor(actions[:, :-1])
@@ -37,10 +37,10 @@ def test_kv_cache_steps_equal_the_full_pass(space):
         torch.testing.assert_close(end, full_end[:, t], atol=1e-5, rtol=1e-4)
 
 
-def test_outcome_heads_read_the_next_frame():
+def test_end_module_read_the_next_frame():
     """The reward and termination of a step depend on the frame it led to (the outcome head sees it)."""
     torch.manual_seed(4)
-    model = WorldModel(toy_config(frame_outcome=False)).eval()
+    model = WorldModel(toy_config(frame_termination=False)).eval()
     tokens, actions = _inputs(model, T=3)
     acts = model.actions_tensor(actions)
     _, reward_a, end_a = model.dynamics(tokens, acts, tokens)
@@ -135,7 +135,7 @@ def test_bfloat16_autocast_trains_like_float32():
     from dreamworld.train import TrainConfig, dynamics_loss
 
     torch.manual_seed(5)
-    model = WorldModel(toy_config(context=3, frame_outcome=False))
+    model = WorldModel(toy_config(context=3, frame_termination=False))
     tokens, actions = _inputs(model, B=2, T=5)
     batch = {"tokens": tokens, "actions": model.actions_tensor(actions[:, :-1]), "rewards": torch.zeros(2, 4),
              "ends": torch.zeros(2, 4, dtype=torch.bool), "mask": torch.ones(2, 4, dtype=torch.bool)}

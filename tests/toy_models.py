@@ -3,24 +3,24 @@
 import gymnasium as gym
 
 from dreamworld.dynamics import DynamicsConfig
-from dreamworld.outcome import OutcomeConfig
+from dreamworld.termination import TerminationConfig
 from dreamworld.tokenizer import TokenizerConfig
 from dreamworld.world_model import WorldModelConfig
 
 
-def toy_config(action_space=None, context=4, frame_outcome=True) -> WorldModelConfig:
-    """A world model small enough for unit tests (16 tokens per frame, 2 layers); `frame_outcome` False gives it
-    the dynamics' outcome head instead of the outcome CNN."""
+def toy_config(action_space=None, context=4, frame_termination=True) -> WorldModelConfig:
+    """A world model small enough for unit tests (16 tokens per frame, 2 layers); `frame_termination` False reads
+    terminations with the dynamics' outcome head instead of the termination CNN."""
     from dreamworld.envs import space_to_json
 
     space = action_space or gym.spaces.Discrete(3)
     return WorldModelConfig(
         tokenizer=TokenizerConfig(channels=[8, 8, 16, 16], blocks=[0, 0, 0, 1], levels=[5, 4, 3], groups=4),
         dynamics=DynamicsConfig(d_model=64, n_layers=2, n_heads=2, context_frames=context),
-        outcome=OutcomeConfig(channels=[8, 8, 8], hidden=32) if frame_outcome else None,
+        termination=TerminationConfig(channels=[8, 8, 8], hidden=32) if frame_termination else None,
         env_id="Toy-v0", action_space=space_to_json(space))
 
 
-def outcome_heads(model):
-    """The module whose `end_head` and `reward_head` decide a dream's terminations and rewards."""
-    return model.dynamics if model.outcome is None else model.outcome
+def end_module(model):
+    """The module whose `end_head` decides a dream's terminations."""
+    return model.dynamics if model.termination is None else model.termination
