@@ -47,7 +47,7 @@ class LoopConfig:
     preset: str = "tiny"
     """world-model preset: tiny (CPU, built-in games), small, base"""
     retrain_tokenizer: bool = True
-    """later iterations train the tokenizer further too (else only the dynamics)"""
+    """later iterations train the tokenizer further too (else only the termination model and the dynamics)"""
     final_episodes: int = 20
     """real episodes played by the final agent (with the game's own time limit) when the loop ends"""
     seed: int = 0
@@ -87,7 +87,8 @@ def _train_world_model(out: Path, state: dict, cfg: LoopConfig, wandb: str) -> N
     train_state = ckpt.load_train_state(run)
     if train_state["phase"] == "done" and state["model_rewound"] < state["iteration"]:
         # the previous iteration's training ended: give the run a new budget from its current weights
-        rewound = {"phase": "tokenizer" if cfg.retrain_tokenizer else "dynamics",
+        first = "dynamics" if ckpt.read_config(run)[0].termination is None else "termination"  # new endings
+        rewound = {"phase": "tokenizer" if cfg.retrain_tokenizer else first,
                    "global_step": train_state["global_step"]}
         rewound |= {k: train_state[k] for k in ("generator", "wandb_id") if k in train_state}
         ckpt.save_train_state(run, rewound)
