@@ -199,7 +199,7 @@ class Dynamics(nn.Module):
         """States (..., N, C) -> next-frame digit logits (..., N, sum(levels))."""
         return self.token_head(h)
 
-    def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """States of frame t (..., N, C) and the tokens of frame t+1 (..., N) -> reward logits (..., 3) and
         termination logits (...,) (None without an end head). Each token position compares its state with what
         appeared there; mean and max pooling over positions keep a one-token event (a vanished brick) from being

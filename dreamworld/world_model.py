@@ -1,4 +1,5 @@
-"""The world model: tokenizer + dynamics, and the frame-by-frame imagination loop with a sliding KV cache."""
+"""The world model: tokenizer + dynamics (+ termination CNN), and the frame-by-frame imagination loop with a sliding
+KV cache."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ class DreamState:
 
 
 class WorldModel(nn.Module):
-    """Tokenizer + dynamics. `start` warms a batch of dreams up on real frames, `step` advances them.
+    """Tokenizer + dynamics (+ termination CNN). `start` warms a batch of dreams up on real frames, `step` advances
+    them.
 
     `precision` ("float32", or "bfloat16" autocast: about 2x faster dreams on a CPU with native bfloat16) is that of
     the dynamics in `start`, `predict` and `advance`; set it before starting dreams, as the KV cache takes its

@@ -1,5 +1,5 @@
 """Recreate the worlds shipped in dreamworld/worlds/: for each built-in game, collect 15k random + 15k scripted real
-steps, train the tiny preset for 14.5 minutes (the issue's 15-minute bar on 2 cores) with `dreamworld train`'s code,
+steps, train the tiny preset for 14 minutes (the issue's 15-minute bar on 2 cores) with `dreamworld train`'s code,
 evaluate it, train an actor-critic in its dream, export both for shipping (float16 when the fidelity metrics do
 not suffer and the world fits in 10 MB, else int8) and write the world's metrics.json and a real | dream GIF.
 
@@ -45,7 +45,7 @@ class MakeWorldsArgs:
     """real steps of random play per game"""
     scripted_steps: int = 15_000
     """real steps of scripted play per game"""
-    minutes: float | None = 14.5
+    minutes: float | None = 14.0
     """world-model training budget per game, tiny preset (the issue's 15-minute bar, with room for encoding)"""
     steps: int | None = None
     """world-model optimisation steps per game instead of --minutes (reproducible, not time-bound)"""
