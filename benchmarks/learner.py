@@ -10,7 +10,7 @@ of the real frames through the tokenizer of the world model in RUN, as `train-ag
 frames, through the agents' CNN. Every `--eval-every` steps the agent plays 8 episodes of at most 500 steps; at the
 end 20 full episodes. The scripted policy collects about 16.4 per 500 steps and 49.15 per full episode. The gap
 between the state curve and the others is what perception costs the learner; the latent curve is a floor for what
-the same learner needs in a dream (which runs 1,000-2,000 steps/s on 2 cores, benchmarks/dream_env.py).
+the same learner needs in a dream (which runs 1,100-2,200 steps/s on 2 cores, benchmarks/dream_env.py).
 """
 
 from __future__ import annotations
