@@ -180,7 +180,7 @@ class DreamVectorEnv(VectorEnv):
     checkpoint: run directory (config.json + model.safetensors [+ starts.safetensors]);
     data: episode dataset to draw start contexts from (default: starts.safetensors of the checkpoint);
     obs_type: "pixels" (uint8 (H, W, 3) frames) or "latent" (float32 (N, dims) FSQ codes of the frame's N tokens,
-    row-major over the token grid, in [-1, 1]; no pixel decoding);
+    row-major over the token grid, in [-1, 1]; pixels are decoded only for a termination CNN or rendering);
     temperature: sampling temperature of the next frame's tokens, 0 for the most likely ones (default 1.0, the
     distribution the model learned);
     max_episode_steps: dreams are truncated after this many steps;

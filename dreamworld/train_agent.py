@@ -26,7 +26,8 @@ class AgentConfig:
     algo: Literal["actor-critic", "ppo"] = "actor-critic"
     """actor-critic: DreamerV3-style λ-returns over imagined rollouts; ppo: PPO on the same dreams"""
     obs_type: Literal["latent", "pixels"] = "latent"
-    """what the agent sees: the world model's latent codes (fast, no pixel decoding) or decoded frames"""
+    """what the agent sees: the world model's latent codes (small inputs; the dream skips decoding unless the model
+    reads terminations off frames) or decoded frames"""
     train_in: Literal["dream", "real"] = "dream"
     """dream: learn only from imagination; real: learn in the real game (a baseline that spends real steps)"""
     steps: int = 200_000
