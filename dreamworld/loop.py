@@ -87,8 +87,8 @@ def _train_world_model(out: Path, state: dict, cfg: LoopConfig, wandb: str) -> N
     train_state = ckpt.load_train_state(run)
     if train_state["phase"] == "done" and state["model_rewound"] < state["iteration"]:
         # the previous iteration's training ended: give the run a new budget from its current weights
-        first = "dynamics" if ckpt.read_config(run)[0].termination is None else "termination"  # new endings
-        rewound = {"phase": "tokenizer" if cfg.retrain_tokenizer else first,
+        # without the tokenizer, from the termination model on (the new data hold new endings)
+        rewound = {"phase": "tokenizer" if cfg.retrain_tokenizer else "termination",
                    "global_step": train_state["global_step"]}
         rewound |= {k: train_state[k] for k in ("generator", "wandb_id") if k in train_state}
         ckpt.save_train_state(run, rewound)

@@ -315,16 +315,18 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
                                          precision=cfg.tokenizer_precision)
-        state = {"phase": "dynamics" if model.termination is None else "termination",
-                 "global_step": state["global_step"]}
+        state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
             _log_reconstructions(model, steps.frames, tracker, state["global_step"])
-    tokens = encode_frames(model, steps.frames, progress=dist.is_main) if state["phase"] != "done" else None
+    if state["phase"] == "termination" and model.termination is None:
+        state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
+    if state["phase"] != "done":
+        model.tokenizer.requires_grad_(False)
+        tokens = encode_frames(model, steps.frames, progress=dist.is_main)
     if state["phase"] == "termination":
         sampler = TransitionSampler(reconstruct(model.tokenizer, tokens), steps.ends, steps.valid, cfg.end_share,
                                     generator)
-        model.tokenizer.requires_grad_(False)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
@@ -334,7 +336,6 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     if state["phase"] == "dynamics":
         sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
         sampler.generator = generator
-        model.tokenizer.requires_grad_(False)
         net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg))
 
         def loss():
