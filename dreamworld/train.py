@@ -76,7 +76,8 @@ class TrainConfig:
     holdout: float = 0.1
     """share of episodes held out for evaluation (every k-th episode)"""
     end_share: float = 0.1
-    """share of dynamics windows placed on an episode's termination, and of termination batches drawn from them"""
+    """share of dynamics windows placed on an episode's termination, and of termination batches drawn from them
+    (and as many from the steps just before them)"""
     end_weight: float = 5.0
     """weight of terminal steps in the termination loss (of the dynamics' outcome head)"""
     reward_weight: float = 1.0

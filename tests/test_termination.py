@@ -9,7 +9,7 @@ import torch
 from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
-from dreamworld.termination import TransitionSampler
+from dreamworld.termination import TransitionSampler, _steps_before
 from dreamworld.world_model import WorldModel
 
 
@@ -62,6 +62,19 @@ def test_transition_sampler_draws_endings_and_stays_inside_episodes():
     torch.testing.assert_close(after, before + 1)  # the frame after the step, never across an episode boundary
     assert not torch.isin(before.round().long(), torch.tensor([50, 101])).any()
     assert 0.2 < batch["ends"].mean() < 0.3
+    near = (before >= 41) & (before <= 48)  # the 8 steps before the ending: danger on screen, no ending yet
+    assert 0.25 < near.float().mean() < 0.35  # end_share of the batch, plus their share of the uniform draws
+
+
+def test_the_steps_before_an_ending_stay_inside_its_episode():
+    # episode A: frames 0..3 (3 steps, the last one ends it); episode B: frames 4..9 (5 steps, the last ends it)
+    ends = torch.zeros(10, dtype=torch.bool)
+    ends[[2, 8]] = True
+    valid = torch.ones(10, dtype=torch.bool)
+    valid[[3, 9]] = False
+    end_steps = torch.nonzero(valid & ends).squeeze(1)
+    assert _steps_before(end_steps, valid & ~ends, near=8).tolist() == [1, 0, 7, 6, 5, 4]
+    assert _steps_before(end_steps, valid & ~ends, near=2).tolist() == [1, 0, 7, 6]
 
 
 def test_a_checkpoint_from_before_the_termination_model_loads_with_the_dynamics_end_head(tmp_path):
