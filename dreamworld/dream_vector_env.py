@@ -270,8 +270,8 @@ class DreamVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         actions = check_actions(self.single_action_space, actions, self.num_envs)
         restarting = self._autoreset.copy()
-        states = self.model.predict(self._state, actions)
-        rewards, terminated = self.model.advance(self._state, self._sample(states, ~restarting))
+        digit_logits = self.model.predict(self._state, actions)
+        rewards, terminated = self.model.advance(self._state, self._sample(digit_logits, ~restarting))
         rewards = rewards.cpu().numpy().astype(np.float64)
         terminated = terminated.cpu().numpy()
         self._steps += 1
@@ -338,17 +338,18 @@ class DreamVectorEnv(VectorEnv):
             state.cache.values[layer][index] = fresh.cache.values[layer]
         state.tokens[index] = fresh.tokens
 
-    def _sample(self, states: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:
-        """Next tokens (B, N) from the states (B, N, C) that predict them: the most likely at temperature 0, else
-        drawn with uniforms from each stepping row's own generator; rows about to restart draw nothing, so every
-        dream's stream is its own."""
+    def _sample(self, digit_logits: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:
+        """Next tokens (B, N) from digit logits (B, N, sum(levels)): the most likely digits at temperature 0, else a
+        Gumbel-max draw (a sample of softmax(logits / temperature)) with noise from each stepping row's own
+        generator; rows about to restart draw nothing, so every dream's stream is its own."""
         if self.temperature == 0 or not stepping.any():
-            return self.model.dynamics.sample(states, 0.0)
-        device = states.device
-        uniform = torch.full((*states.shape[:-1], sum(self.model.dynamics.levels)), 0.5, device=device)  # (B, N, V)
-        for r in np.flatnonzero(stepping):
-            uniform[r] = torch.rand(uniform.shape[1:], generator=self._gens[r], device=device)
-        return self.model.dynamics.sample(states, self.temperature, uniform=uniform)
+            return self.model.dynamics.sample(digit_logits, 0.0)
+        rows = np.flatnonzero(stepping)
+        uniform = torch.stack([torch.rand(digit_logits.shape[1:], generator=self._gens[r], device=digit_logits.device)
+                               for r in rows])  # (stepping rows, N, sum(levels))
+        noise = torch.zeros(digit_logits.shape, device=digit_logits.device)  # (B, N, sum(levels))
+        noise[torch.as_tensor(rows, device=digit_logits.device)] = -torch.log(-torch.log(uniform))
+        return self.model.dynamics.sample(digit_logits.float() / self.temperature + noise, 0.0)
 
     def _observe(self) -> np.ndarray:
         """Observations of all dreams: frames uint8 (B, H, W, 3) or FSQ codes float32 (B, N, dims)."""

@@ -1,15 +1,10 @@
 """The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
 
-The tokens of frame t, with action a_t added, predict every token of frame t+1 at once. Within a token the FSQ
-digits come one after another (`chained_digits`): digit i is read off the token's state plus the digits before it,
-so a sampled token is a code the model believes in. Sampled independently (one softmax per digit, the only kind
-before), a token the model is unsure about mixes the digits of two codes and draws a third thing: a score of 4
-that should become 5 flickered to 47.
-
-The reward and (for world models without a termination CNN, termination.py) the termination of that step come
-from an outcome head that sees the transformer's state of frame t *and* the tokens of frame t+1 (as DIAMOND's
-reward model sees the next observation): a brick that vanished shows in the next frame, so events are read off
-the outcome instead of being guessed before it.
+The tokens of frame t, with action a_t added, predict every token of frame t+1 at once (one softmax per FSQ
+digit). The reward and (for world models without a termination CNN, termination.py) the termination of that step
+come from an outcome head that sees the transformer's state of frame t *and* the tokens of frame t+1 (as
+DIAMOND's reward model sees the next observation): a brick that vanished shows in the next frame, so events are
+read off the outcome instead of being guessed before it.
 
 Time enters through rotary embeddings over the frame index (so cached keys stay valid as the window slides);
 space through a learned embedding per token position.
@@ -50,9 +45,6 @@ class DynamicsConfig:
     """dropout on attention outputs and MLPs"""
     rope_base: float = 1000.0
     """base of the rotary frequencies over the frame index"""
-    chained_digits: bool = False
-    """predict a token's FSQ digits one after another, each seeing the digits before it (the presets turn it on;
-    False, independent digits, is how checkpoints from before the field were trained)"""
 
 
 @dataclass
@@ -162,9 +154,6 @@ class Dynamics(nn.Module):
         self.action = ActionEmbedding(action_space, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
-        if cfg.chained_digits:  # the digits drawn so far, added to the token's state before the next digit's head
-            self.digit_chain = nn.Embedding(sum(self.levels), cfg.d_model)
-            self.digit_mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
         self.token_head = nn.Linear(cfg.d_model, sum(self.levels))
         self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
         self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
@@ -206,16 +195,9 @@ class Dynamics(nn.Module):
             x, _ = block(x, cos, sin, N, self.cfg.context_frames)
         return self.norm(x).view(B, T, N, -1)  # (B, T, N, C)
 
-    def token_logits(self, h: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
-        """States (..., N, C) and the tokens that followed (..., N) -> their digit logits (..., N, sum(levels)),
-        teacher-forced: with chained digits, digit i's logits see the true digits before it."""
-        if not self.cfg.chained_digits:
-            return self.token_head(h)
-        seen = self.digit_chain(self.digits(next_tokens) + self.offsets)  # (..., N, D, C)
-        before = seen.cumsum(-2) - seen  # (..., N, D, C): the sum over the digits before each one
-        logits = self.token_head(self.digit_mlp(h[..., None, :] + before))  # (..., N, D, sum(levels))
-        slices = zip(self.offsets.tolist(), self.levels, strict=True)
-        return torch.cat([logits[..., i, o:o + n] for i, (o, n) in enumerate(slices)], -1)  # (..., N, sum(levels))
+    def token_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """States (..., N, C) -> next-frame digit logits (..., N, sum(levels))."""
+        return self.token_head(h)
 
     def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """States of frame t (..., N, C) and the tokens of frame t+1 (..., N) -> reward logits (..., 3) and
@@ -232,7 +214,7 @@ class Dynamics(nn.Module):
         next_tokens (B, T, N) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3), termination
         logits (B, T) (None without an end head)."""
         h = self.hidden(tokens, actions)  # (B, T, N, C)
-        return (self.token_logits(h, next_tokens), *self.outcomes(h, next_tokens))
+        return (self.token_logits(h), *self.outcomes(h, next_tokens))
 
     def empty_cache(self) -> KVCache:
         """A cache holding no frames."""
@@ -257,27 +239,14 @@ class Dynamics(nn.Module):
         cache.frame += 1
         return self.norm(x)  # (B, N, C)
 
-    def sample(self, h: torch.Tensor, temperature: float, generator: torch.Generator | None = None,
-               uniform: torch.Tensor | None = None) -> torch.Tensor:
-        """States (..., N, C) -> next-frame tokens (..., N), digit by digit: the most likely digit at temperature 0,
-        else a Gumbel-max draw from softmax(logits / temperature), whose uniforms (..., N, sum(levels)) are given
-        or drawn from `generator`."""
-        h = h.float()
-        if temperature > 0 and uniform is None:
-            uniform = torch.rand((*h.shape[:-1], sum(self.levels)), generator=generator, device=h.device)
-        independent = None if self.cfg.chained_digits else self.token_head(h)  # (..., N, sum(levels))
-        context, token = h, torch.zeros(h.shape[:-1], dtype=torch.long, device=h.device)  # (..., N, C), (..., N)
-        for i, (offset, n) in enumerate(zip(self.offsets.tolist(), self.levels, strict=True)):
-            if independent is None:
-                logits = F.linear(self.digit_mlp(context), self.token_head.weight[offset:offset + n],
-                                  self.token_head.bias[offset:offset + n])  # (..., N, L_i)
+    def sample(self, digit_logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None):
+        """Digit logits (..., sum(levels)) -> token indices (...,): argmax at temperature 0, else sampled."""
+        digits = []
+        for logits in digit_logits.split(self.levels, dim=-1):  # each (..., L_i)
+            if temperature <= 0:
+                digits.append(logits.argmax(-1))
             else:
-                logits = independent[..., offset:offset + n]  # (..., N, L_i)
-            if temperature > 0:
-                u = uniform[..., offset:offset + n].clamp(1e-20, 1 - 1e-7)
-                logits = logits / temperature - torch.log(-torch.log(u))
-            digit = logits.argmax(-1)  # (..., N)
-            token = token + digit * self.basis[i]
-            if independent is None:
-                context = context + self.digit_chain(digit + offset)
-        return token
+                probs = F.softmax(logits.float() / temperature, dim=-1)
+                flat = probs.reshape(-1, probs.shape[-1])  # (M, L_i)
+                digits.append(torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]))
+        return (torch.stack(digits, -1) * self.basis).sum(-1)  # (...,)

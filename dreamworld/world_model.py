@@ -133,8 +133,8 @@ class WorldModel(nn.Module):
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
         """Advance every dream by one step: actions (B, ...) -> (frames uint8 (B, H, W, 3), rewards (B,) float,
         terminated (B,) bool). `temperature` 0 takes the most likely tokens."""
-        states = self.predict(state, actions)
-        rewards, terminated = self.advance(state, self.dynamics.sample(states, temperature, generator))
+        digit_logits = self.predict(state, actions)
+        rewards, terminated = self.advance(state, self.dynamics.sample(digit_logits, temperature, generator))
         return self.frames(state), rewards, terminated
 
     @torch.no_grad()
@@ -151,12 +151,12 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, state: DreamState, actions) -> torch.Tensor:
-        """First half of `step`: feed the current frames and actions (B, ...) through the cache -> the states
-        (B, N, C) that predict the next frame. The caller samples the next tokens from them
-        (`dynamics.sample`) and passes those to `advance` (and decodes them only if it needs pixels)."""
+        """First half of `step`: feed the current frames and actions (B, ...) through the cache -> next-frame
+        digit logits (B, N, sum(levels)). The caller samples the next tokens from them and passes them to
+        `advance` (and decodes them only if it needs pixels)."""
         with autocast(self.precision, self.device):
             state.hidden = self.dynamics.step(state.tokens, self.actions_tensor(actions), state.cache)  # (B, N, C)
-        return state.hidden.float()
+            return self.dynamics.token_logits(state.hidden).float()
 
     @torch.no_grad()
     def advance(self, state: DreamState, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

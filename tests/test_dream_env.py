@@ -185,15 +185,15 @@ def test_restart_inside_a_batch_equals_the_dream_alone(runs, obs_type, temperatu
 
 def test_bfloat16_dreams_keep_float32_frames_and_a_bfloat16_cache(runs):
     """In bfloat16 the dynamics (and so the KV cache) run in bfloat16, the tokenizer in float32: a dream starts
-    on the very codes a float32 dream starts on, and the states that predict its next frame stay close."""
+    on the very codes a float32 dream starts on, and its next-frame logits stay close."""
     dreams = {p: DreamVectorEnv(2, checkpoint=runs["discrete"], obs_type="latent", precision=p)
               for p in ("float32", "bfloat16")}
     starts = {p: envs.reset(seed=3)[0] for p, envs in dreams.items()}
     np.testing.assert_array_equal(starts["float32"], starts["bfloat16"])
     assert dreams["bfloat16"]._state.cache.keys[0].dtype == torch.bfloat16
-    states = {p: envs.model.predict(envs._state, np.array([1, 2])) for p, envs in dreams.items()}
-    assert states["bfloat16"].dtype == torch.float32
-    torch.testing.assert_close(states["bfloat16"], states["float32"], atol=0.05, rtol=0.05)
+    logits = {p: envs.model.predict(envs._state, np.array([1, 2])) for p, envs in dreams.items()}
+    assert logits["bfloat16"].dtype == torch.float32
+    torch.testing.assert_close(logits["bfloat16"], logits["float32"], atol=0.05, rtol=0.05)
     with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
         DreamVectorEnv(1, checkpoint=runs["discrete"], precision="half")
 

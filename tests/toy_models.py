@@ -8,17 +8,15 @@ from dreamworld.tokenizer import TokenizerConfig
 from dreamworld.world_model import WorldModelConfig
 
 
-def toy_config(action_space=None, context=4, frame_termination=True, chained_digits=True) -> WorldModelConfig:
+def toy_config(action_space=None, context=4, frame_termination=True) -> WorldModelConfig:
     """A world model small enough for unit tests (16 tokens per frame, 2 layers); `frame_termination` False reads
-    terminations with the dynamics' outcome head instead of the termination CNN; `chained_digits` False samples a
-    token's digits independently (as checkpoints from before)."""
+    terminations with the dynamics' outcome head instead of the termination CNN."""
     from dreamworld.envs import space_to_json
 
     space = action_space or gym.spaces.Discrete(3)
     return WorldModelConfig(
         tokenizer=TokenizerConfig(channels=[8, 8, 16, 16], blocks=[0, 0, 0, 1], levels=[5, 4, 3], groups=4),
-        dynamics=DynamicsConfig(d_model=64, n_layers=2, n_heads=2, context_frames=context,
-                                chained_digits=chained_digits),
+        dynamics=DynamicsConfig(d_model=64, n_layers=2, n_heads=2, context_frames=context),
         termination=TerminationConfig(channels=[8, 8, 8], hidden=32) if frame_termination else None,
         env_id="Toy-v0", action_space=space_to_json(space))
 
