@@ -108,7 +108,7 @@ class WorldModel(nn.Module):
         """uint8 frames (..., H, W, 3) -> tokens (..., N)."""
         lead = frames.shape[:-3]
         tokens = self.tokenizer.encode(frames.reshape(-1, *frames.shape[-3:]))  # (prod(lead), N)
-        return tokens.view(*lead, -1)  # (..., N)
+        return tokens.view(*lead, self.tokenizer.tokens_per_frame)  # (..., N), also for no frames at all
 
     @torch.no_grad()
     def start(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> DreamState:

@@ -75,6 +75,13 @@ def test_digits_match_the_tokenizer_codes():
     torch.testing.assert_close(model.dynamics.digits(idx), expected)
 
 
+def test_encoding_no_frames_gives_no_tokens():
+    """An empty batch (an episode too short to hold a window, say) encodes to an empty token tensor of the right
+    shape, not a reshape error."""
+    model = WorldModel(toy_config()).eval()
+    assert model.encode(torch.zeros(2, 0, 64, 64, 3, dtype=torch.uint8)).shape == (2, 0, 16)
+
+
 def test_temperature_zero_is_greedy_and_sampling_is_seeded():
     torch.manual_seed(2)
     model = WorldModel(toy_config()).eval()
