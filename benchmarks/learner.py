@@ -4,13 +4,16 @@ an agent in a dream sees (a world model's latent codes, or frames), with no drea
     python benchmarks/learner.py --obs state [--algo ppo] [--minutes 5] [--json results/learner_state_ppo_cpu.json]
     python benchmarks/learner.py --obs latent --checkpoint RUN [--algo ppo] [--minutes 15]
     python benchmarks/learner.py --obs pixels --algo ppo --ppo.network.channels 16 32 32
+    python benchmarks/learner.py --obs model-state --checkpoint RUN --algo ppo --threads 2
 
 `state`: paddle x; x relative to the paddle, height, speed and kind of the four lowest items. `latent`: the FSQ codes
 of the real frames through the tokenizer of the world model in RUN, as `train-agent` feeds them. `pixels`: the
-frames, through the agents' CNN. Every `--eval-every` steps the agent plays 8 episodes of at most 500 steps; at the
-end 20 full episodes. The scripted policy collects about 16.4 per 500 steps and 49.15 per full episode. The gap
-between the state curve and the others is what perception costs the learner; the latent curve is a floor for what
-the same learner needs in a dream (which runs 1,100-2,200 steps/s on 2 cores, benchmarks/dream_env.py).
+frames, through the agents' CNN. `model-state`: for each token, the dynamics' state that predicted it beside its
+code (what Dreamer's actor sees: the model's belief, history included, not one frame). Every `--eval-every` steps
+the agent plays 8 episodes of at most 500 steps; at the end 20 full episodes. The scripted policy collects about
+16.4 per 500 steps and 49.15 per full episode. The gap between the state curve and the others is what perception
+costs the learner; the latent curve is a floor for what the same learner needs in a dream (which runs 1,100-2,200
+steps/s on 2 cores, benchmarks/dream_env.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dreamworld import checkpoint as ckpt
 from dreamworld.agent_envs import real_envs
 from dreamworld.agents import PPO, ActorCriticConfig, DreamActorCritic, Policy, PPOConfig, evaluate
 from dreamworld.envs import make_env
+from dreamworld.precision import autocast
+from dreamworld.world_model import WorldModel
 
 ITEMS = 4  # the lowest items the state lists
 CATCH = "dreamworld/Catch-v0"
@@ -53,15 +58,70 @@ class CatchState(gym.ObservationWrapper):
         return state
 
 
+class ModelStateObservations(gym.vector.VectorWrapper):
+    """Real Catch games followed by a world model: the observation of frame t+1 is, for each of its N tokens, the
+    dynamics state h_t (C,) that predicted it beside its FSQ code (dims,). A new episode starts from its first frame
+    repeated over the context window with no-op actions between the copies."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, model: WorldModel):
+        super().__init__(envs)
+        self.model, model.precision = model, "bfloat16"
+        shape = (model.tokenizer.tokens_per_frame, model.cfg.dynamics.d_model + len(model.cfg.tokenizer.levels))
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, envs.num_envs)
+        self.ended = np.zeros(envs.num_envs, bool)
+
+    def _start(self, frames: np.ndarray, first_frame: int):
+        """Caches, tokens (b, N) and last states (b, N, C) of contexts made of each first frame repeated."""
+        tokens = self.model.encode(torch.from_numpy(frames))  # (b, N)
+        cache = self.model.dynamics.empty_cache()
+        cache.frame = first_frame
+        noop = self.model.actions_tensor(np.zeros(len(frames), np.int64))
+        with autocast(self.model.precision, self.model.device):
+            for _ in range(self.model.cfg.dynamics.context_frames - 1):
+                states = self.model.dynamics.step(tokens, noop, cache)  # (b, N, C)
+        return cache, tokens, states.float()
+
+    def _observe(self) -> np.ndarray:
+        codes = self.model.tokenizer.fsq.indices_to_codes(self.tokens)  # (B, N, dims)
+        return torch.cat((self.states, codes), -1).numpy()  # (B, N, C + dims)
+
+    @torch.no_grad()
+    def reset(self, **kwargs):
+        frames, info = self.env.reset(**kwargs)
+        self.cache, self.tokens, self.states = self._start(frames, 0)
+        self.ended[:] = False
+        return self._observe(), info
+
+    @torch.no_grad()
+    def step(self, actions):
+        frames, rewards, terminated, truncated, info = self.env.step(actions)
+        with autocast(self.model.precision, self.model.device):
+            self.states = self.model.dynamics.step(self.tokens, self.model.actions_tensor(actions), self.cache).float()
+        self.tokens = self.model.encode(torch.from_numpy(frames))  # (B, N)
+        rows = np.flatnonzero(self.ended)  # these envs reset on this step (NEXT_STEP autoreset)
+        if len(rows):
+            first = self.cache.frame - (self.model.cfg.dynamics.context_frames - 1)  # their windows line up
+            cache, tokens, states = self._start(frames[rows], first)
+            index = torch.as_tensor(rows)
+            for layer in range(len(cache.keys)):
+                self.cache.keys[layer][index] = cache.keys[layer]  # rows of (B, heads, L, head_dim)
+                self.cache.values[layer][index] = cache.values[layer]
+            self.tokens[index], self.states[index] = tokens, states
+        self.ended = terminated | truncated
+        return self._observe(), rewards, terminated, truncated, info
+
+
 @dataclass
 class Args:
     """Train one learner on real Catch for a fixed time, seeing its true state, a world model's codes or frames;
     print its learning curve."""
 
-    obs: Literal["state", "latent", "pixels"] = "state"
-    """what the learner sees: the game's true state, the latent codes of the world model in --checkpoint, or frames"""
+    obs: Literal["state", "latent", "pixels", "model-state"] = "state"
+    """what the learner sees: the game's true state, the latent codes of the world model in --checkpoint, frames,
+    or that model's dynamics states beside the codes"""
     checkpoint: str | None = None
-    """world model whose tokenizer encodes the frames (--obs latent)"""
+    """world model that encodes the frames (--obs latent, model-state)"""
     algo: Literal["actor-critic", "ppo"] = "actor-critic"
     """the learner"""
     minutes: float = 5.0
@@ -84,6 +144,8 @@ class Args:
 
 def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
     """`num_envs` real Catch games observed as --obs says."""
+    if args.obs == "model-state":
+        return ModelStateObservations(real_envs(CATCH, num_envs, max_episode_steps=max_episode_steps), model)
     if args.obs != "state":
         return real_envs(CATCH, num_envs, args.obs, model=model, max_episode_steps=max_episode_steps)
     return gym.vector.SyncVectorEnv([lambda: CatchState(make_env(CATCH, max_episode_steps=max_episode_steps))
@@ -92,14 +154,15 @@ def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None =
 
 def main(args: Args) -> None:
     """Train, score along the way, print the curve."""
-    if args.obs == "latent" and not args.checkpoint:
-        raise SystemExit("--obs latent sees the codes of a world model: pass --checkpoint RUN (a tiny Catch model)")
+    if args.obs in ("latent", "model-state") and not args.checkpoint:
+        raise SystemExit(f"--obs {args.obs} sees through a world model: pass --checkpoint RUN (a tiny Catch model)")
     torch.set_num_threads(args.threads)
-    model = ckpt.load(args.checkpoint) if args.obs == "latent" else None
+    model = ckpt.load(args.checkpoint) if args.obs in ("latent", "model-state") else None
     envs = catch_envs(args, 32, model)
     trainer = (PPO(envs, args.ppo, seed=args.seed) if args.algo == "ppo"
                else DreamActorCritic(envs, args.actor_critic, seed=args.seed))
-    policy = Policy(trainer.net, "vector" if args.obs == "state" else args.obs, CATCH, args.checkpoint, algo=args.algo)
+    obs_type = "vector" if args.obs in ("state", "model-state") else args.obs
+    policy = Policy(trainer.net, obs_type, CATCH, args.checkpoint, algo=args.algo)
     curve, started, next_eval = [], time.perf_counter(), 100_000
     while time.perf_counter() - started < 60 * args.minutes and trainer.steps < (args.steps or float("inf")):
         trainer.update()
