@@ -53,6 +53,8 @@ class TrainConfig:
     """termination batch: steps (frame before, frame after)"""
     termination_lr: float = 1e-3
     """termination-model peak learning rate"""
+    termination_near: int = 8
+    """termination batches draw as many rows from the steps up to this many before an ending as from the endings"""
     batch_size: int = 16
     """dynamics batch: sequences of sequence_frames steps"""
     sequence_frames: int | None = None
@@ -76,8 +78,7 @@ class TrainConfig:
     holdout: float = 0.1
     """share of episodes held out for evaluation (every k-th episode)"""
     end_share: float = 0.1
-    """share of dynamics windows placed on an episode's termination, and of termination batches drawn from them
-    (and as many from the steps just before them)"""
+    """share of dynamics windows placed on an episode's termination, and of termination batches drawn from them"""
     end_weight: float = 5.0
     """weight of terminal steps in the termination loss (of the dynamics' outcome head)"""
     reward_weight: float = 1.0
@@ -327,7 +328,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         tokens = encode_frames(model, steps.frames, progress=dist.is_main)
     if state["phase"] == "termination":
         sampler = TransitionSampler(reconstruct(model.tokenizer, tokens), steps.ends, steps.valid, cfg.end_share,
-                                    generator)
+                                    generator, near=cfg.termination_near)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
