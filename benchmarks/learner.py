@@ -104,9 +104,7 @@ class ModelStateObservations(gym.vector.VectorWrapper):
             first = self.cache.frame - (self.model.cfg.dynamics.context_frames - 1)  # their windows line up
             cache, tokens, states = self._start(frames[rows], first)
             index = torch.as_tensor(rows)
-            for layer in range(len(cache.keys)):
-                self.cache.keys[layer][index] = cache.keys[layer]  # rows of (B, heads, L, head_dim)
-                self.cache.values[layer][index] = cache.values[layer]
+            self.cache.replace_rows(index, cache)
             self.tokens[index], self.states[index] = tokens, states
         self.ended = terminated | truncated
         return self._observe(), rewards, terminated, truncated, info

@@ -333,9 +333,7 @@ class DreamVectorEnv(VectorEnv):
         state = self._state
         fresh = self.model.start_at(frames, actions, first_frame=state.cache.frame - (self.starts.length - 1))
         index = torch.as_tensor(rows, device=self.model.device)
-        for layer in range(len(state.cache.keys)):
-            state.cache.keys[layer][index] = fresh.cache.keys[layer]  # rows of (B, heads, L, head_dim)
-            state.cache.values[layer][index] = fresh.cache.values[layer]
+        state.cache.replace_rows(index, fresh.cache)
         state.tokens[index] = fresh.tokens
 
     def _sample(self, digit_logits: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:

@@ -55,6 +55,13 @@ class KVCache:
     values: list[torch.Tensor]
     frame: int = 0
 
+    def replace_rows(self, rows: torch.Tensor, other: KVCache) -> None:
+        """Overwrite the batch rows `rows` of every layer with those of `other` (sequences restarting in place; the
+        two caches must hold the same number of frames)."""
+        for layer in range(len(self.keys)):
+            self.keys[layer][rows] = other.keys[layer]  # rows of (B, heads, L, head_dim)
+            self.values[layer][rows] = other.values[layer]
+
 
 def _rotary(frames: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """cos, sin of shape (len(frames), head_dim // 2) for absolute frame indices (computed in float64, so
