@@ -30,8 +30,9 @@ class ActorCriticConfig:
 
     horizon: int = 16
     """imagined steps per update and dream (H)"""
-    gamma: float = 0.985
-    """discount factor"""
+    gamma: float = 0.997
+    """discount factor (DreamerV3's; a horizon of ~330 steps values staying alive: on Catch's true state it scored
+    36.0 over 3 seeds at 5M steps against 30.6 for 0.985)"""
     lam: float = 0.95
     """λ of the λ-returns"""
     entropy: float = 3e-3
