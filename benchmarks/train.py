@@ -2,7 +2,7 @@
 random data.
 
     python benchmarks/train.py [--presets tiny small] [--precisions float32 bfloat16] [--steps 20]
-        [--json benchmarks/results/train_cpu.json]
+        [--device cpu|cuda] [--json benchmarks/results/train_cpu.json]
 
 Frames/s counts frames whose loss is computed per second: tokenizer batch frames, dynamics batch x sequence
 frames. bfloat16 means autocast, as `dreamworld train --precision bfloat16` runs it (it is timed only where the
@@ -12,14 +12,13 @@ device computes bfloat16 natively). Allocator settings (MALLOC_*) and thread cou
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
 
 import torch
 import tyro
-from common import write_results
+from common import cpu_name, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -39,34 +38,41 @@ class Args:
     """timed optimisation steps per measurement (after 3 warm-up steps)"""
     threads: int | None = None
     """torch threads (default: torch's choice)"""
+    device: str = "cpu"
+    """where to train: "cpu" or "cuda" (CUDA steps are timed with a synchronize after each)"""
     json: str | None = None
     """write the results to this JSON file"""
 
 
-def _time_steps(step_fn, steps: int) -> float:
-    """Median seconds per call of `step_fn` over `steps` calls, after warm-up."""
-    for _ in range(3):
-        step_fn()
-    times = []
-    for _ in range(steps):
+def _time_steps(step_fn, steps: int, device: str) -> float:
+    """Median seconds per call of `step_fn` over `steps` calls, after warm-up (on CUDA, each call waits for the
+    device to finish)."""
+
+    def timed() -> float:
         start = time.perf_counter()
         step_fn()
-        times.append(time.perf_counter() - start)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        timed()
+    times = [timed() for _ in range(steps)]
     return statistics.median(times)
 
 
-def bench_preset(name: str, precision: str, steps: int) -> dict:
+def bench_preset(name: str, precision: str, steps: int, device: str = "cpu") -> dict:
     """Tokenizer and dynamics training steps/s and frames/s for one preset with its default batch sizes, forward
-    passes at `precision`."""
+    passes at `precision`, on `device`."""
     cfg = preset(name)
     train = TrainConfig()
-    model = WorldModel(cfg)
+    model = WorldModel(cfg).to(device)
     n, vocab = model.tokenizer.tokens_per_frame, model.tokenizer.vocab_size
-    frames = torch.randint(0, 256, (train.tokenizer_batch_size, 64, 64, 3), dtype=torch.uint8)
+    frames = torch.randint(0, 256, (train.tokenizer_batch_size, 64, 64, 3), dtype=torch.uint8, device=device)
     tok_opt = torch.optim.AdamW(model.tokenizer.parameters())
 
     def tokenizer_step():
-        with autocast(precision, "cpu"):
+        with autocast(precision, device):
             loss, _ = model.tokenizer.loss(frames, frames)
         tok_opt.zero_grad()
         loss.backward()
@@ -77,17 +83,18 @@ def bench_preset(name: str, precision: str, steps: int) -> dict:
     batch = {"tokens": torch.randint(vocab, (B, seq + 1, n)), "actions": torch.randint(0, 1, (B, seq)),
              "rewards": torch.zeros(B, seq), "ends": torch.zeros(B, seq, dtype=torch.bool),
              "mask": torch.ones(B, seq, dtype=torch.bool)}
+    batch = {key: value.to(device) for key, value in batch.items()}
     dyn_opt = torch.optim.AdamW(model.dynamics.parameters())
 
     def dynamics_step():
-        with autocast(precision, "cpu"):
+        with autocast(precision, device):
             loss, _ = dynamics_loss(model, batch, train)
         dyn_opt.zero_grad()
         loss.backward()
         dyn_opt.step()
 
-    tok_s, dyn_s = _time_steps(tokenizer_step, steps), _time_steps(dynamics_step, steps)
-    return {"preset": name, "precision": precision, "tokens_per_frame": n,
+    tok_s, dyn_s = _time_steps(tokenizer_step, steps, device), _time_steps(dynamics_step, steps, device)
+    return {"preset": name, "precision": precision, "device": device, "tokens_per_frame": n,
             "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
             "tokenizer_params": sum(p.numel() for p in model.tokenizer.parameters()),
             "tokenizer_frames_per_s": train.tokenizer_batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
@@ -95,14 +102,23 @@ def bench_preset(name: str, precision: str, steps: int) -> dict:
             "dynamics_batch": f"{B} x {seq} frames"}
 
 
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
 def main(args: Args) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
-    precisions = [p for p in args.precisions if p != "bfloat16" or native_bf16("cpu")]
-    rows = [bench_preset(name, precision, args.steps) for name in args.presets for precision in precisions]
-    table = Table(title=f"training throughput ({platform.machine()}, {torch.get_num_threads()} threads, "
-                        f"allocator {env or 'glibc defaults'})")
+    precisions = [p for p in args.precisions if p != "bfloat16" or native_bf16(args.device)]
+    rows = [bench_preset(name, precision, args.steps, args.device) for name in args.presets for precision in precisions]
+    where = (torch.cuda.get_device_name() if args.device == "cuda"
+             else f"{cpu_name()}, {torch.get_num_threads()} threads")
+    table = Table(title=f"training throughput ({where}, allocator {env or 'glibc defaults'})")
     for col in ("preset", "precision", "tokens/frame", "tokenizer frames/s", "dynamics frames/s", "dynamics batch",
                 "dynamics params"):
         table.add_column(col, justify="right")
@@ -111,8 +127,9 @@ def main(args: Args) -> list[dict]:
                       f"{r['dynamics_frames_per_s']:.0f}", r["dynamics_batch"], f"{r['dynamics_params'] / 1e6:.1f}M")
     Console().print(table)
     if args.json:
-        write_results(args.json, {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-                                  "threads": torch.get_num_threads(), "allocator": env, "results": rows})
+        write_results(args.json, {"date": time.strftime("%Y-%m-%d"), "device": where, "torch": torch.__version__,
+                                  "triton": _triton_version(), "threads": torch.get_num_threads(), "allocator": env,
+                                  "results": rows})
     return rows
 
 

@@ -211,7 +211,7 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[tor
     # end_logits: None when the model reads terminations off frames (trained in their own phase)
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
-    correct = torch.ones(targets.shape[:-1], dtype=torch.bool)  # (B, T, N)
+    correct = torch.ones(targets.shape[:-1], dtype=torch.bool, device=targets.device)  # (B, T, N)
     for d, logits in enumerate(digit_logits.split(model.dynamics.levels, dim=-1)):  # (B, T, N, L_d)
         ce = F.cross_entropy(logits.flatten(0, 2), targets[..., d].flatten(), reduction="none")  # (B*T*N,)
         token_loss = token_loss + (ce.view(mask.shape + (-1,)).mean(-1) * mask).sum()
