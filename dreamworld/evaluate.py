@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from dreamworld.envs import EpisodeDataset
 
+from .media import side_by_side
 from .tokenizer import PSNR_CAP_DB, psnr
+from .tracking import Tracker
 from .world_model import WorldModel
 
 HORIZON_KEYS = (1, 2, 4, 8, 16)
@@ -142,7 +144,7 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
 def write_report(out: str | Path, metrics: dict, examples: dict, fps: int) -> dict[str, Path]:
     """Write metrics.json, psnr.png (model vs baseline over the horizon) and rollout.mp4/.gif
     (real | imagined | difference). Returns the paths."""
-    from .media import side_by_side, write_video
+    from .media import write_video
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,3 +176,27 @@ def plot_psnr(metrics: dict, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def log_reconstructions(model: WorldModel, frames: np.ndarray, tracker: Tracker, step: int) -> None:
+    """A strip of real frames over their reconstructions."""
+    pick = frames[np.linspace(0, len(frames) - 1, 8).astype(int)]
+    recon = model.tokenizer.decode_uint8(model.encode(torch.from_numpy(pick))).cpu().numpy()
+    tracker.image("train/tokenizer/reconstructions", np.concatenate([np.concatenate(pick, 1),
+                  np.concatenate(recon, 1)], 0), step, caption="top: real, bottom: reconstructed")
+
+
+def log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker: Tracker, step: int,
+              samples: int) -> dict:
+    """Fidelity on held-out episodes, logged as eval/... with a real | imagined | difference video."""
+    model.eval()
+    horizon = min(16, max(1, min(ds.episodes[i].steps for i in episodes) - model.cfg.dynamics.context_frames))
+    metrics, examples = fidelity(model, ds, episodes, horizon=horizon, samples=samples)
+    flat = {f"eval/{k}_{h}": v for k, d in metrics.items() if k in ("psnr", "ssim", "baseline_psnr")
+            for h, v in d.items()}
+    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "reward_f1", "termination_f1")
+             if metrics[k] is not None}
+    tracker.log(flat, step=step)
+    tracker.video("eval/real_imagined_difference", side_by_side(examples["real"], examples["imagined"]),
+                  fps=model.cfg.render_fps, step=step)
+    return metrics

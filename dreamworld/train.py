@@ -1,5 +1,6 @@
 """Training a world model from a dataset: the tokenizer first, then (tokens frozen) the termination model on the
-tokenizer's drawings of the data (when the model has one, termination.py), then the dynamics.
+tokenizer's drawings of the data (when the model has one, termination.py), then the dynamics, then (transformer
+frozen) the reward head again on event-rich batches (outcome.py).
 
 Read top to bottom: `train` loads the data, runs the phases through `run_phase` (one optimisation loop
 with NaN guard, periodic atomic checkpoints and logging), then scores the model on held-out episodes.
@@ -26,14 +27,14 @@ from dreamworld.envs import EpisodeDataset, env_render_fps
 from . import checkpoint as ckpt
 from .data import WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
-from .evaluate import fidelity
-from .media import side_by_side
+from .evaluate import log_eval, log_reconstructions
+from .outcome import OutcomeStates, outcome_heads, outcome_loss
 from .precision import Precision, autocast, resolve
 from .termination import TransitionSampler, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
 
-PHASES = ("tokenizer", "termination", "dynamics", "done")
+PHASES = ("tokenizer", "termination", "dynamics", "outcome", "done")
 
 
 @dataclass
@@ -55,6 +56,15 @@ class TrainConfig:
     """termination-model peak learning rate"""
     termination_near: int = 8
     """termination batches draw as many rows from the steps up to this many before an ending as from the endings"""
+    outcome_share: float = 0.05
+    """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
+    frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it"""
+    outcome_batch_size: int = 256
+    """outcome batch: steps (the dynamics' state of a frame, the next frame's tokens, reward, termination)"""
+    outcome_event_share: float = 0.25
+    """share of outcome batches drawn from steps with a reward or a termination"""
+    outcome_lr: float = 3e-4
+    """outcome-phase peak learning rate"""
     batch_size: int = 16
     """dynamics batch: sequences of sequence_frames steps"""
     sequence_frames: int | None = None
@@ -115,8 +125,8 @@ class TrainingDiverged(RuntimeError):
 def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None, float | None]:
     """(steps, seconds) for a phase; `termination`: the model has a termination phase."""
     termination_share = cfg.termination_share if termination else 0.0
-    share = {"tokenizer": cfg.tokenizer_share, "termination": termination_share,
-             "dynamics": 1 - cfg.tokenizer_share - termination_share}[phase]
+    share = {"tokenizer": cfg.tokenizer_share, "termination": termination_share, "outcome": cfg.outcome_share,
+             "dynamics": 1 - cfg.tokenizer_share - termination_share - cfg.outcome_share}[phase]
     minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
     return (max(1, round(cfg.steps * share)) if cfg.steps else None,
             minutes * 60 * share if minutes is not None else None)
@@ -320,7 +330,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
-            _log_reconstructions(model, steps.frames, tracker, state["global_step"])
+            log_reconstructions(model, steps.frames, tracker, state["global_step"])
     if state["phase"] == "termination" and model.termination is None:
         state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
     if state["phase"] != "done":
@@ -345,19 +355,31 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
         def on_eval(step: int) -> None:
             if held_eps:
-                _log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
+                log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
 
         summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
                                         state, save, tracker, on_eval, dist=dist, precision=cfg.precision)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
                                                * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
+        state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
+        save(state)
+    if state["phase"] == "outcome":
+        model.dynamics.requires_grad_(False)
+        heads = outcome_heads(model).requires_grad_(True)
+        pool = OutcomeStates(model, steps, tokens, cfg.outcome_event_share, generator,
+                             resolve(cfg.precision, device), progress=dist.is_main)
+        net = dist.wrap(heads, lambda batch: outcome_loss(model, batch))
+        summary["outcome"] = run_phase("outcome", model, list(heads.parameters()),
+                                       lambda: net(pool.sample(cfg.outcome_batch_size, device)), cfg.outcome_lr,
+                                       cfg, state, save, tracker, dist=dist)
+        model.dynamics.requires_grad_(True)
         state = {"phase": "done", "global_step": state["global_step"]}
         save(state)
     summary["train_seconds"] = time.perf_counter() - started
     if cfg.dump_ranks:
         ckpt.write_safetensors(out / f"rank_{dist.rank}.safetensors", model.state_dict())
     if held_eps and dist.is_main:
-        summary["eval"] = _log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
+        summary["eval"] = log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
     tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])
     tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tracker.finish()
@@ -368,27 +390,3 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
 def _sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
     return cfg.sequence_frames or 2 * model.cfg.dynamics.context_frames
-
-
-def _log_reconstructions(model: WorldModel, frames: np.ndarray, tracker: Tracker, step: int) -> None:
-    """A strip of real frames over their reconstructions."""
-    pick = frames[np.linspace(0, len(frames) - 1, 8).astype(int)]
-    recon = model.tokenizer.decode_uint8(model.encode(torch.from_numpy(pick))).cpu().numpy()
-    tracker.image("train/tokenizer/reconstructions", np.concatenate([np.concatenate(pick, 1),
-                  np.concatenate(recon, 1)], 0), step, caption="top: real, bottom: reconstructed")
-
-
-def _log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker: Tracker, step: int,
-              samples: int) -> dict:
-    """Fidelity on held-out episodes, logged as eval/... with a real | imagined | difference video."""
-    model.eval()
-    horizon = min(16, max(1, min(ds.episodes[i].steps for i in episodes) - model.cfg.dynamics.context_frames))
-    metrics, examples = fidelity(model, ds, episodes, horizon=horizon, samples=samples)
-    flat = {f"eval/{k}_{h}": v for k, d in metrics.items() if k in ("psnr", "ssim", "baseline_psnr")
-            for h, v in d.items()}
-    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "reward_f1", "termination_f1")
-             if metrics[k] is not None}
-    tracker.log(flat, step=step)
-    tracker.video("eval/real_imagined_difference", side_by_side(examples["real"], examples["imagined"]),
-                  fps=model.cfg.render_fps, step=step)
-    return metrics

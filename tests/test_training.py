@@ -88,7 +88,7 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
     out = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     final = torch.load(state_file, weights_only=True)
-    assert final["phase"] == "done" and final["global_step"] == 60  # 24 tokenizer + 6 termination + 30 dynamics steps
+    assert final["phase"] == "done" and final["global_step"] == 60  # 24 + 6 + 27 + 3 outcome steps
     assert killed_at >= 3
     load(run)
 

@@ -1,0 +1,80 @@
+"""The outcome phase: states of the frozen dynamics, event-rich batches, and a loss that trains only the heads."""
+
+import pytest
+import torch
+from toy_models import toy_config
+
+from dreamworld.data import load_steps
+from dreamworld.envs import EpisodeDataset, collect, space_to_json
+from dreamworld.outcome import OutcomeStates, outcome_heads, outcome_loss
+from dreamworld.train import encode_frames
+from dreamworld.world_model import WorldModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A random toy world model, 900 steps of Catch in memory and their tokens."""
+    data = tmp_path_factory.mktemp("data") / "catch"
+    collect("Catch", data, 900, policy="scripted", seed=0, num_envs=3, progress=False)
+    ds = EpisodeDataset(data)
+    torch.manual_seed(0)
+    cfg = toy_config(context=3, frame_termination=False)
+    cfg.action_space = space_to_json(ds.action_space)
+    model = WorldModel(cfg).eval()
+    steps = load_steps(ds, list(range(len(ds))), progress=False)
+    return model, steps, encode_frames(model, steps.frames, progress=False)
+
+
+def _pool(toy, **kwargs):
+    model, steps, tokens = toy
+    return OutcomeStates(model, steps, tokens, 0.25, torch.Generator().manual_seed(0), progress=False, **kwargs)
+
+
+def test_states_are_the_dynamics_states_of_every_step(toy):
+    model, steps, tokens = toy
+    pool = _pool(toy)
+    assert len(pool.states) == int(steps.valid.sum())
+    with torch.no_grad():
+        first = model.dynamics.hidden(tokens[None, :6], steps.actions[None, :6])[0]  # the first chunk: 2 x 3 frames
+    torch.testing.assert_close(pool.states[:6].float(), first, atol=0.02, rtol=0.02)  # stored as bfloat16
+    torch.testing.assert_close(pool.next_tokens[:6], tokens[1:7])
+    assert int((pool.rewards != 0).sum()) == int((steps.rewards != 0).sum()) > 0
+    assert int(pool.ends.sum()) == int(steps.ends.sum())
+
+
+def test_a_full_pool_keeps_every_event(toy):
+    model, steps, tokens = toy
+    per_state = 2 * model.tokenizer.tokens_per_frame * model.cfg.dynamics.d_model
+    events = int(((steps.rewards != 0) | steps.ends).sum())
+    pool = _pool(toy, max_bytes=(events + 10) * per_state)
+    assert len(pool.states) == events + 10 and len(pool.events) == events
+
+
+def test_batches_draw_a_share_from_events(toy):
+    pool = _pool(toy)
+    batch = pool.sample(4000, "cpu")
+    events = ((batch["rewards"] != 0) | (batch["ends"] > 0)).float().mean().item()
+    base = len(pool.events) / len(pool.states)
+    assert 0.25 + 0.75 * base - 0.03 < events < 0.25 + 0.75 * base + 0.03
+    assert batch["states"].dtype == torch.float32 and batch["states"].shape[1:] == pool.states.shape[1:]
+
+
+def test_the_loss_trains_the_heads_and_leaves_the_transformer(toy):
+    model = toy[0]
+    pool = _pool(toy)
+    trunk = {k: v.clone() for k, v in model.dynamics.state_dict().items() if not k.startswith(("outcome", "reward_head",
+                                                                                                  "end_head"))}
+    heads = outcome_heads(model)
+    opt = torch.optim.AdamW(heads.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss, metrics = outcome_loss(model, pool.sample(128, "cpu"))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["loss"])
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, losses[::15]
+    for k, v in trunk.items():
+        assert torch.equal(model.dynamics.state_dict()[k], v), k
