@@ -1,0 +1,118 @@
+"""Benchmark: what the outcome phase (dreamworld/outcome.py) does to a trained world model's reward and termination
+reading, the transformer unchanged: F1 before and after, on the held-out split of the training data and on a dataset
+recorded apart, and random play in the dream against the real game (a head that pays for flicker would show there).
+
+    python benchmarks/outcome_phase.py --checkpoint RUN --data DATA --fresh FRESH [--seconds 42] [--out RUN2]
+        [--json results/outcome_phase_cpu.json]
+
+The phase runs as in `dreamworld train` (run_phase, its learning-rate schedule, bfloat16 states where native) for
+`--seconds` (42 s is the default share, 5%, of a 14-minute run). `--out` saves the model with the retrained heads.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+from common import cpu_name, write_results
+from rich.console import Console
+from rich.table import Table
+
+import dreamworld
+from dreamworld import checkpoint as ckpt
+from dreamworld.calibration import random_play
+from dreamworld.data import load_steps, split_episodes
+from dreamworld.envs import EpisodeDataset
+from dreamworld.evaluate import head_scores
+from dreamworld.outcome import OutcomeStates, outcome_heads, outcome_loss
+from dreamworld.precision import resolve
+from dreamworld.tracking import Tracker
+from dreamworld.train import TrainConfig, encode_frames, run_phase
+
+
+@dataclass
+class Args:
+    checkpoint: str
+    """a trained world model (a run directory or a shipped world)"""
+    data: str
+    """the dataset it was trained on (its training split feeds the phase, its held-out split is scored)"""
+    fresh: str
+    """a dataset recorded apart (every episode is scored)"""
+    seconds: float = 42.0
+    """length of the outcome phase"""
+    random_play: int = 16
+    """random-play episodes (500 steps at most) in the dream and the real game, before and after (0: skip)"""
+    out: str | None = None
+    """save the model with the retrained heads here (with the checkpoint's start contexts)"""
+    threads: int = 2
+    """torch CPU threads"""
+    seed: int = 0
+    """seed of the phase's sampling"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+def scores(model, ds: EpisodeDataset, held: list[int], fresh: EpisodeDataset) -> dict:
+    """Reward and termination F1 on the held-out split and on the fresh dataset."""
+    model.eval()
+    h, f = head_scores(model, ds, held), head_scores(model, fresh, list(range(len(fresh))))
+    return {"heldout_reward_f1": h["reward_f1"], "heldout_termination_f1": h["termination_f1"],
+            "fresh_reward_f1": f["reward_f1"], "fresh_termination_f1": f["termination_f1"],
+            "fresh_reward_events": f["reward_events"], "fresh_terminations": f["terminations"]}
+
+
+def main(args: Args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = dreamworld.load(args.checkpoint)
+    ds, fresh = EpisodeDataset(args.data), EpisodeDataset(args.fresh)
+    train_eps, held = split_episodes(ds, TrainConfig().holdout)
+    rows = {"before": scores(model, ds, held, fresh)}
+    steps = load_steps(ds, train_eps)
+    tokens = encode_frames(model, steps.frames)
+    cfg = TrainConfig(minutes=args.seconds / 60, outcome_share=1.0, seed=args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    started = time.perf_counter()
+    pool = OutcomeStates(model, steps, tokens, cfg.outcome_event_share, generator, resolve(cfg.precision, "cpu"))
+    states_seconds = time.perf_counter() - started
+    model.dynamics.requires_grad_(False)
+    heads = outcome_heads(model).requires_grad_(True)
+    phase = run_phase("outcome", model, list(heads.parameters()),
+                      lambda: outcome_loss(model, pool.sample(cfg.outcome_batch_size, "cpu")), cfg.outcome_lr, cfg,
+                      {"phase": "outcome", "global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"))
+    rows["after"] = scores(model, ds, held, fresh)
+    if args.out:
+        ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] |
+                        {"outcome_phase": {"seconds": args.seconds, "steps": phase["steps"]}})
+        shutil.copy(Path(args.checkpoint) / ckpt.STARTS, Path(args.out) / ckpt.STARTS)
+    if args.random_play and args.out:
+        for name, path in (("before", args.checkpoint), ("after", args.out)):
+            rows[name]["random_play"] = random_play(path, model.cfg.env_id, episodes=args.random_play, seed=args.seed)
+    table = Table(title=f"outcome phase on {args.checkpoint}: {phase['steps']} steps in {phase['seconds']:.0f} s "
+                        f"(+{states_seconds:.0f} s computing {len(pool.states)} states)")
+    for col in ("", "reward F1 held-out", "reward F1 fresh", "termination F1 held-out", "termination F1 fresh",
+                "random play dream / real"):
+        table.add_column(col, justify="right")
+    for name, r in rows.items():
+        play = r.get("random_play")
+        table.add_row(name, *(f"{r[k]:.3f}" if r[k] is not None else "-" for k in
+                              ("heldout_reward_f1", "fresh_reward_f1", "heldout_termination_f1",
+                               "fresh_termination_f1")),
+                      f"{play['dream_return']:.2f} / {play['real_return']:.2f}" if play else "-")
+    Console().print(table)
+    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
+               "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
+               "data": args.data, "fresh": args.fresh, "phase": phase, "states": len(pool.states),
+               "states_seconds": states_seconds, **rows}
+    if args.json:
+        write_results(args.json, results)
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
