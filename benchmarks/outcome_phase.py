@@ -46,7 +46,8 @@ class Args:
     seconds: float = 42.0
     """length of the outcome phase"""
     random_play: int = 16
-    """random-play episodes (500 steps at most) in the dream and the real game, before and after (0: skip)"""
+    """random-play episodes (500 steps at most) in the dream and the real game, before and after (0: skip; needs
+    --out, where the retrained model is saved for the dream)"""
     out: str | None = None
     """save the model with the retrained heads here (with the checkpoint's start contexts)"""
     threads: int = 2
@@ -67,6 +68,7 @@ def scores(model, ds: EpisodeDataset, held: list[int], fresh: EpisodeDataset) ->
 
 
 def main(args: Args) -> dict:
+    """Score, run the outcome phase, score again; print the table and return (and write) the results."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = dreamworld.load(args.checkpoint)

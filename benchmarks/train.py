@@ -51,7 +51,7 @@ def _time_steps(step_fn, steps: int, device: str) -> float:
     def timed() -> float:
         start = time.perf_counter()
         step_fn()
-        if device == "cuda":
+        if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
@@ -116,7 +116,7 @@ def main(args: Args) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     precisions = [p for p in args.precisions if p != "bfloat16" or native_bf16(args.device)]
     rows = [bench_preset(name, precision, args.steps, args.device) for name in args.presets for precision in precisions]
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
+    where = (torch.cuda.get_device_name(args.device) if torch.device(args.device).type == "cuda"
              else f"{cpu_name()}, {torch.get_num_threads()} threads")
     table = Table(title=f"training throughput ({where}, allocator {env or 'glibc defaults'})")
     for col in ("preset", "precision", "tokens/frame", "tokenizer frames/s", "dynamics frames/s", "dynamics batch",

@@ -79,7 +79,7 @@ def run_train(args: TrainArgs) -> None:
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
             f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}",
             "precision": summary["precision"]}
-    for phase in ("tokenizer", "termination", "dynamics"):
+    for phase in ("tokenizer", "termination", "dynamics", "outcome"):
         if phase in summary:
             s = summary[phase]
             rows[f"{phase} steps"] = s["steps"]

@@ -22,11 +22,11 @@ from .world_model import WorldModel
 
 class OutcomeStates:
     """The frozen dynamics' states of a dataset's steps (computed at `precision`) with the next frame's tokens,
-    rewards and terminations, sampled with `event_share` of each batch drawn from steps with a reward or a
-    termination.
+    rewards and terminations. Batches draw `event_share` of their rows from steps with a reward or a termination and
+    the rest from the other steps.
 
-    States take at most `max_bytes` (as bfloat16); past that, every event step is kept and a random subset of the
-    others fills the rest."""
+    States take at most `max_bytes` (as bfloat16): past that, a random subset of the event steps fills up to half
+    of the room and a random subset of the others the rest."""
 
     def __init__(self, model: WorldModel, steps: Steps, tokens: torch.Tensor, event_share: float,
                  generator: torch.Generator, precision: str = "float32", max_bytes: float = 512e6,
@@ -34,20 +34,21 @@ class OutcomeStates:
         dyn, n = model.dynamics, model.tokenizer.tokens_per_frame
         chunk = 2 * dyn.cfg.context_frames
         valid = torch.nonzero(steps.valid).squeeze(1)  # (S,) steps followed by a frame
-        events = (steps.rewards != 0) | steps.ends  # (F,)
-        capacity = max(1, int(max_bytes // (2 * n * dyn.cfg.d_model)))
-        keep = torch.zeros(len(steps.valid), dtype=torch.bool)
-        keep[valid] = True
+        is_event = ((steps.rewards != 0) | steps.ends)[valid]  # (S,)
+        eventful, calm = valid[is_event], valid[~is_event]
+        capacity = max(2, int(max_bytes // (2 * n * dyn.cfg.d_model)))
         if len(valid) > capacity:
-            others = valid[~events[valid]]
-            spare = max(0, capacity - int(events[valid].sum()))
-            keep[others[torch.randperm(len(others), generator=generator)[spare:]]] = False
+            eventful = eventful[torch.randperm(len(eventful), generator=generator)[: capacity // 2]]
+            calm = calm[torch.randperm(len(calm), generator=generator)[: capacity - len(eventful)]]
+        keep = torch.zeros(len(steps.valid), dtype=torch.bool)  # (F,) steps whose state is kept
+        keep[eventful], keep[calm] = True, True
         firsts = torch.unique(steps.episode_start).tolist()
         # an episode's valid steps run from its first frame to the frame before its last (which has no step)
         spans = zip(firsts, [*firsts[1:], len(steps.valid)], strict=True)
         chunks = [(a, min(a + chunk, last - 1)) for first, last in spans for a in range(first, last - 1, chunk)]
         states, picked = [], []
         device = model.device
+        model.eval()
         with torch.no_grad():
             for a, b in tqdm(chunks, desc="outcome states", leave=False, disable=not progress):
                 mask = keep[a:b]
@@ -55,24 +56,33 @@ class OutcomeStates:
                     continue
                 with autocast(precision, device):
                     h = dyn.hidden(tokens[None, a:b].to(device), steps.actions[None, a:b].to(device))[0]  # (L, N, C)
-                states.append(h[mask.to(device)].to("cpu", torch.bfloat16))
+                states.append(h[mask.to(device)].to("cpu", torch.bfloat16))  # (kept, N, C)
                 picked.append(torch.arange(a, b)[mask])
         self.states = torch.cat(states)  # (M, N, C) bfloat16
         index = torch.cat(picked)  # (M,) step of each state
         self.next_tokens = tokens[index + 1]  # (M, N)
         self.rewards, self.ends = steps.rewards[index], steps.ends[index]  # (M,)
-        self.events = torch.nonzero((self.rewards != 0) | self.ends).squeeze(1)  # (E,) rows holding an event
+        eventful_rows = (self.rewards != 0) | self.ends  # (M,)
+        self.events = torch.nonzero(eventful_rows).squeeze(1)  # (E,) rows holding an event
+        self.calm = torch.nonzero(~eventful_rows).squeeze(1)  # (M - E,) the others
         self.event_share, self.generator = event_share, generator
 
     def sample(self, batch: int, device: torch.device | str) -> dict[str, torch.Tensor]:
         """states (B, N, C) float32, next_tokens (B, N), rewards (B,), ends (B,) on `device`."""
         g = self.generator
-        rows = torch.randint(len(self.states), (batch,), generator=g)  # (B,)
-        if len(self.events):
-            pick = torch.rand(batch, generator=g) < self.event_share
-            rows = torch.where(pick, self.events[torch.randint(len(self.events), (batch,), generator=g)], rows)
+        share = self.event_share if len(self.events) and len(self.calm) else float(len(self.events) > 0)
+        pick = torch.rand(batch, generator=g) < share  # (B,) rows drawn from the events
+        events, calm = _draw(self.events, batch, g), _draw(self.calm, batch, g)  # (B,) each
+        rows = torch.where(pick, events, calm)  # (B,)
         return {"states": self.states[rows].to(device, torch.float32), "next_tokens": self.next_tokens[rows].to(device),
                 "rewards": self.rewards[rows].to(device), "ends": self.ends[rows].float().to(device)}
+
+
+def _draw(pool: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """`batch` entries of `pool` drawn at random (zeros when it is empty: the caller then never picks them)."""
+    if not len(pool):
+        return torch.zeros(batch, dtype=torch.long)
+    return pool[torch.randint(len(pool), (batch,), generator=generator)]
 
 
 def outcome_heads(model: WorldModel) -> nn.ModuleList:

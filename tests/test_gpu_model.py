@@ -82,3 +82,27 @@ def test_dream_on_gpu_runs_and_is_seeded(model):
     assert runs[0][0].shape == (2, 6, 64, 64, 3) and runs[0][0].device.type == "cuda"
     for a, b in zip(runs[0], runs[1], strict=True):
         assert torch.equal(a, b)
+
+
+def test_outcome_phase_on_gpu(model):
+    """The outcome phase's states computed on the GPU equal the dynamics' own, and its loss trains the heads there."""
+    from dreamworld.data import Steps
+    from dreamworld.outcome import OutcomeStates, outcome_heads, outcome_loss
+
+    T = 12
+    batch = _batch(model, B=1, T=T, seed=2)
+    rewards = torch.zeros(T + 1)
+    rewards[[3, 7]] = 1.0
+    valid = torch.arange(T + 1) < T
+    steps = Steps(frames=None, actions=torch.cat([batch["actions"][0].cpu(), batch["actions"][0, -1:].cpu()]),
+                  rewards=rewards, ends=torch.zeros(T + 1, dtype=torch.bool), valid=valid,
+                  episode_start=torch.zeros(T + 1, dtype=torch.long))
+    tokens = batch["tokens"][0].cpu()  # (T + 1, N)
+    pool = OutcomeStates(model, steps, tokens, 0.5, torch.Generator().manual_seed(0), progress=False)
+    with torch.no_grad():
+        first = model.dynamics.hidden(batch["tokens"][:, :8], batch["actions"][:, :8])[0]  # one chunk of 2 x 4 frames
+    torch.testing.assert_close(pool.states[:8].float(), first.cpu(), atol=0.02, rtol=0.02)  # kept as bfloat16
+    assert len(pool.events) == 2
+    loss, _ = outcome_loss(model, pool.sample(32, "cuda"))
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in outcome_heads(model).parameters())
