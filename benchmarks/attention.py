@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import tyro
-from common import cpu_name, write_results
+from common import cpu_name, triton_version, write_results
 
 from dreamworld.kernels import attention, frame_mask
 
@@ -205,17 +205,11 @@ def gpu_rows(args: Args, device: str = "cuda") -> list[Row]:
 
 def environment(device: str) -> dict:
     """Device, versions, date and the settings a reader needs to compare runs."""
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
     name = torch.cuda.get_device_name() if device == "cuda" else f"{cpu_name()} ({os.cpu_count()} cores)"
     return {
         "device": name,
         "torch": torch.__version__,
-        "triton": triton_version,
+        "triton": triton_version(),
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "threads": torch.get_num_threads(),

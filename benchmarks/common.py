@@ -18,6 +18,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def triton_version() -> str | None:
+    """The installed Triton's version, or None without Triton."""
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
 def write_results(path: str | Path, results: dict) -> None:
     """Write a benchmark's results as indented JSON to `path`, creating its folder."""
     path = Path(path)

@@ -29,10 +29,8 @@ from dreamworld.calibration import random_play
 from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
 from dreamworld.evaluate import head_scores
-from dreamworld.outcome import OutcomeStates, outcome_heads, outcome_loss
-from dreamworld.precision import resolve
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, encode_frames, run_phase
+from dreamworld.train import TrainConfig, encode_frames, outcome_phase
 
 
 @dataclass
@@ -78,15 +76,10 @@ def main(args: Args) -> dict:
     steps = load_steps(ds, train_eps)
     tokens = encode_frames(model, steps.frames)
     cfg = TrainConfig(minutes=args.seconds / 60, outcome_share=1.0, seed=args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
-    pool = OutcomeStates(model, steps, tokens, cfg.outcome_event_share, generator, resolve(cfg.precision, "cpu"))
-    states_seconds = time.perf_counter() - started
-    model.dynamics.requires_grad_(False)
-    heads = outcome_heads(model).requires_grad_(True)
-    phase = run_phase("outcome", model, list(heads.parameters()),
-                      lambda: outcome_loss(model, pool.sample(cfg.outcome_batch_size, "cpu")), cfg.outcome_lr, cfg,
-                      {"phase": "outcome", "global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"))
+    phase = outcome_phase(model, steps, tokens, cfg, torch.Generator().manual_seed(args.seed),
+                          {"phase": "outcome", "global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"))
+    states_seconds = time.perf_counter() - started - phase["seconds"]
     rows["after"] = scores(model, ds, held, fresh)
     if args.out:
         ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] |
@@ -96,7 +89,7 @@ def main(args: Args) -> dict:
         for name, path in (("before", args.checkpoint), ("after", args.out)):
             rows[name]["random_play"] = random_play(path, model.cfg.env_id, episodes=args.random_play, seed=args.seed)
     table = Table(title=f"outcome phase on {args.checkpoint}: {phase['steps']} steps in {phase['seconds']:.0f} s "
-                        f"(+{states_seconds:.0f} s computing {len(pool.states)} states)")
+                        f"(+{states_seconds:.0f} s computing the states)")
     for col in ("", "reward F1 held-out", "reward F1 fresh", "termination F1 held-out", "termination F1 fresh",
                 "random play dream / real"):
         table.add_column(col, justify="right")
@@ -109,8 +102,7 @@ def main(args: Args) -> dict:
     Console().print(table)
     results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
                "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
-               "data": args.data, "fresh": args.fresh, "phase": phase, "states": len(pool.states),
-               "states_seconds": states_seconds, **rows}
+               "data": args.data, "fresh": args.fresh, "phase": phase, "states_seconds": states_seconds, **rows}
     if args.json:
         write_results(args.json, results)
     return results

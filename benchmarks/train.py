@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 import tyro
-from common import cpu_name, write_results
+from common import cpu_name, triton_version, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -102,14 +102,6 @@ def bench_preset(name: str, precision: str, steps: int, device: str = "cpu") -> 
             "dynamics_batch": f"{B} x {seq} frames"}
 
 
-def _triton_version() -> str | None:
-    try:
-        import triton
-    except ImportError:
-        return None
-    return triton.__version__
-
-
 def main(args: Args) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,7 +120,7 @@ def main(args: Args) -> list[dict]:
     Console().print(table)
     if args.json:
         write_results(args.json, {"date": time.strftime("%Y-%m-%d"), "device": where, "torch": torch.__version__,
-                                  "triton": _triton_version(), "threads": torch.get_num_threads(), "allocator": env,
+                                  "triton": triton_version(), "threads": torch.get_num_threads(), "allocator": env,
                                   "results": rows})
     return rows
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from dreamworld.envs import EpisodeDataset, env_render_fps
 
 from . import checkpoint as ckpt
-from .data import WindowSampler, load_steps, split_episodes
+from .data import Steps, WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
@@ -373,15 +373,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "outcome":
-        model.dynamics.requires_grad_(False)
-        heads = outcome_heads(model).requires_grad_(True)
-        pool = OutcomeStates(model, steps, tokens, cfg.outcome_event_share, generator,
-                             resolve(cfg.precision, device), progress=dist.is_main)
-        net = dist.wrap(heads, lambda batch: outcome_loss(model, batch))
-        summary["outcome"] = run_phase("outcome", model, list(heads.parameters()),
-                                       lambda: net(pool.sample(cfg.outcome_batch_size, device)), cfg.outcome_lr,
-                                       cfg, state, save, tracker, dist=dist)
-        model.dynamics.requires_grad_(True)
+        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist)
         state = {"phase": "done", "global_step": state["global_step"]}
         save(state)
     summary["train_seconds"] = time.perf_counter() - started
@@ -394,6 +386,24 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     tracker.finish()
     dist.barrier()  # the other ranks wait for rank 0's evaluation
     dist.close()
+    return summary
+
+
+def outcome_phase(model: WorldModel, steps: Steps, tokens: torch.Tensor, cfg: TrainConfig,
+                  generator: torch.Generator, state: dict, save: Callable[[dict], None], tracker: Tracker,
+                  dist: Distributed | None = None) -> dict:
+    """The outcome phase (outcome.py) on the frames `tokens` of `steps`, the transformer frozen throughout: the
+    states, then `run_phase` over the heads. Returns the phase summary."""
+    dist = dist or Distributed("cpu")
+    model.dynamics.requires_grad_(False)
+    heads = outcome_heads(model).requires_grad_(True)
+    pool = OutcomeStates(model, steps, tokens, cfg.outcome_event_share, generator, resolve(cfg.precision, dist.device),
+                         progress=dist.is_main)
+    net = dist.wrap(heads, lambda batch: outcome_loss(model, batch))
+    summary = run_phase("outcome", model, list(heads.parameters()),
+                        lambda: net(pool.sample(cfg.outcome_batch_size, dist.device)), cfg.outcome_lr, cfg, state,
+                        save, tracker, dist=dist)
+    model.dynamics.requires_grad_(True)
     return summary
 
 

@@ -4,11 +4,9 @@ close to float32. Run in their own process: `TRITON_INTERPRET=0 pytest -m gpu te
 
 import pytest
 import torch
-from toy_models import toy_config
+from toy_models import dynamics_loss_and_grads, toy_config
 
 from dreamworld.kernels import launch
-from dreamworld.precision import autocast
-from dreamworld.train import TrainConfig, dynamics_loss
 from dreamworld.world_model import WorldModel
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -61,15 +59,7 @@ def test_kv_cache_on_gpu_equals_the_full_pass(model):
 
 def test_bfloat16_training_step_on_gpu_close_to_float32(model):
     model.train()
-    batch = _batch(model, B=4, T=8, seed=1)
-    losses, grads = {}, {}
-    for precision in ("float32", "bfloat16"):
-        model.zero_grad()
-        with autocast(precision, "cuda"):
-            loss, _ = dynamics_loss(model, batch, TrainConfig())
-        loss.backward()
-        losses[precision] = loss.item()
-        grads[precision] = torch.cat([p.grad.flatten() for p in model.dynamics.parameters() if p.grad is not None])
+    losses, grads = dynamics_loss_and_grads(model, _batch(model, B=4, T=8, seed=1), "cuda")
     assert abs(losses["bfloat16"] - losses["float32"]) < 0.02 * losses["float32"], losses
     assert torch.nn.functional.cosine_similarity(grads["bfloat16"], grads["float32"], dim=0) > 0.99
 

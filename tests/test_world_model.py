@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from toy_models import toy_config
+from toy_models import dynamics_loss_and_grads, toy_config
 
 from dreamworld.checkpoint import CheckpointError, load, read_safetensors, save_model
 from dreamworld.world_model import WorldModel
@@ -138,22 +138,14 @@ def test_bad_checkpoints_are_refused(tmp_path):
 def test_bfloat16_autocast_trains_like_float32():
     """Under bfloat16 autocast the dynamics loss and its gradients stay close to float32 (the rotary step keeps
     queries and keys in the autocast dtype, so attention sees one dtype), and precision names are checked."""
-    from dreamworld.precision import autocast, resolve
-    from dreamworld.train import TrainConfig, dynamics_loss
+    from dreamworld.precision import resolve
 
     torch.manual_seed(5)
     model = WorldModel(toy_config(context=3, frame_termination=False))
     tokens, actions = _inputs(model, B=2, T=5)
     batch = {"tokens": tokens, "actions": model.actions_tensor(actions[:, :-1]), "rewards": torch.zeros(2, 4),
              "ends": torch.zeros(2, 4, dtype=torch.bool), "mask": torch.ones(2, 4, dtype=torch.bool)}
-    losses, grads = {}, {}
-    for precision in ("float32", "bfloat16"):
-        model.zero_grad()
-        with autocast(precision, "cpu"):
-            loss, _ = dynamics_loss(model, batch, TrainConfig())
-        loss.backward()
-        losses[precision] = loss.item()
-        grads[precision] = torch.cat([p.grad.flatten() for p in model.dynamics.parameters() if p.grad is not None])
+    losses, grads = dynamics_loss_and_grads(model, batch, "cpu")
     assert abs(losses["bfloat16"] - losses["float32"]) < 0.02 * losses["float32"], losses
     cosine = torch.nn.functional.cosine_similarity(grads["bfloat16"], grads["float32"], dim=0)
     assert cosine > 0.99, cosine

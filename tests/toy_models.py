@@ -21,6 +21,25 @@ def toy_config(action_space=None, context=4, frame_termination=True) -> WorldMod
         env_id="Toy-v0", action_space=space_to_json(space))
 
 
+def dynamics_loss_and_grads(model, batch: dict, device: str) -> tuple[dict, dict]:
+    """The dynamics loss and its flattened gradients under float32 and under bfloat16 autocast on `device`:
+    ({precision: loss}, {precision: grads})."""
+    import torch
+
+    from dreamworld.precision import autocast
+    from dreamworld.train import TrainConfig, dynamics_loss
+
+    losses, grads = {}, {}
+    for precision in ("float32", "bfloat16"):
+        model.zero_grad()
+        with autocast(precision, device):
+            loss, _ = dynamics_loss(model, batch, TrainConfig())
+        loss.backward()
+        losses[precision] = loss.item()
+        grads[precision] = torch.cat([p.grad.flatten() for p in model.dynamics.parameters() if p.grad is not None])
+    return losses, grads
+
+
 def end_module(model):
     """The module whose `end_head` decides a dream's terminations."""
     return model.dynamics if model.termination is None else model.termination
