@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from dreamworld.envs import DatasetError
 
     from .checkpoint import CheckpointError
-    from .train import TrainingDiverged
+    from .phases import TrainingDiverged
 
     args = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()},
                                                 prog="dreamworld", args=argv)

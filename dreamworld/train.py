@@ -11,7 +11,6 @@ windows, rank 0 decides when to stop, save and evaluate, and only rank 0 logs an
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,12 +28,11 @@ from .data import Steps, WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
-from .precision import Precision, autocast, resolve
+from .phases import RunClock, run_phase
+from .precision import Precision, resolve
 from .termination import TransitionSampler, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
-
-PHASES = ("tokenizer", "termination", "dynamics", "outcome", "done")
 
 
 @dataclass
@@ -42,8 +40,9 @@ class TrainConfig:
     """How to train (the model's shape lives in WorldModelConfig)."""
 
     minutes: float | None = None
-    """wall-clock budget for the phases' optimisation steps (default 15 when neither minutes nor steps is given);
-    encoding the data between phases comes on top (about 40 s for 30k frames of the tiny preset on 2 cores)"""
+    """wall-clock budget for training (default 15 when neither minutes nor steps is given): the phases end on a
+    schedule of their cumulative shares, so whatever runs between them (encoding the data, the outcome phase's
+    states) comes out of the budget too; loading the data before and the evaluation after come on top"""
     steps: int | None = None
     """optimisation steps for all phases together (split by tokenizer_share, termination_share, outcome_share)"""
     tokenizer_share: float = 0.4
@@ -56,10 +55,10 @@ class TrainConfig:
     """termination-model peak learning rate"""
     termination_near: int = 8
     """termination batches draw as many rows from the steps up to this many before an ending as from the endings"""
-    outcome_share: float = 0.05
+    outcome_share: float = 0.08
     """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
-    frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes on top
-    (about 26 s for 28k steps of the tiny preset on 2 cores)"""
+    frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes out of
+    it (about 26 s of the 72 s of a 15-minute run, for 28k steps of the tiny preset on 2 cores)"""
     outcome_batch_size: int = 256
     """outcome batch: steps (the dynamics' state of a frame, the next frame's tokens, reward, termination)"""
     outcome_event_share: float = 0.25
@@ -117,95 +116,6 @@ class TrainConfig:
     in a 200-step comparison"""
     dump_ranks: bool = False
     """(debugging data-parallel runs) every rank writes its final weights to OUT/rank_K.safetensors"""
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
-
-
-def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None, float | None]:
-    """(steps, seconds) for a phase; `termination`: the model has a termination phase."""
-    termination_share = cfg.termination_share if termination else 0.0
-    share = {"tokenizer": cfg.tokenizer_share, "termination": termination_share, "outcome": cfg.outcome_share,
-             "dynamics": 1 - cfg.tokenizer_share - termination_share - cfg.outcome_share}[phase]
-    minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
-    return (max(1, round(cfg.steps * share)) if cfg.steps else None,
-            minutes * 60 * share if minutes is not None else None)
-
-
-def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
-              lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
-              on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
-              precision: str = "float32") -> dict:
-    """Optimise `loss_fn` (its forward pass at `precision`) over `params` until the phase's budget is spent;
-    resumes from `state` if it is this phase's. Returns the phase summary. With `dist`, stopping, saving,
-    evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so all
-    ranks step in lockstep."""
-    dist = dist or Distributed("cpu")
-    precision = resolve(precision, dist.device)  # once, not on every step
-    steps_budget, seconds_budget = _budget(cfg, name, model.termination is not None)
-    empty = not steps_budget and not seconds_budget  # a share of 0: nothing to optimise
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    step, elapsed = 0, 0.0
-    if state.get("phase") == name and "optimizer" in state:
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
-    model.train()
-    bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),
-               desc=name, unit="step" if steps_budget else "s", dynamic_ncols=True, disable=not dist.is_main)
-    started = time.perf_counter() - elapsed
-    last_save = last_eval = time.perf_counter()
-    window: list[float] = []
-    first_loss = state.get("first_loss")
-    while True:
-        now = time.perf_counter()
-        done = 1.0 if empty else max(step / steps_budget if steps_budget else 0.0,
-                                     (now - started) / seconds_budget if seconds_budget else 0.0)
-        done, save_due, eval_due = dist.from_main([done, now - last_save >= cfg.checkpoint_seconds,
-                                                   on_eval is not None and now - last_eval >= cfg.eval_seconds])
-        if save_due:
-            save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
-                  "global_step": state["global_step"], "first_loss": first_loss})
-            last_save = now
-        if eval_due:
-            if dist.is_main:
-                on_eval(state["global_step"] + step)
-                model.train()
-            dist.barrier()
-            last_eval = time.perf_counter()
-        if done >= 1:
-            break
-        scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
-        for group in opt.param_groups:
-            group["lr"] = lr * scale
-        with autocast(precision, dist.device):
-            loss, metrics = loss_fn()
-        loss_value = dist.mean(loss.item())
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
-                                   "checkpoint is kept. Lower the learning rate and run again with --resume")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
-                                   "last good checkpoint is kept. Lower the learning rate and run again with --resume")
-        opt.step()
-        step += 1
-        first_loss = loss_value if first_loss is None else first_loss
-        window = (window + [loss_value])[-cfg.log_every :]
-        bar.update(1 if steps_budget else round(time.perf_counter() - started) - bar.n)
-        if step % cfg.log_every == 0:
-            rate = step / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{np.mean(window):.4f}", steps_s=f"{rate:.1f}")
-            tracker.log({f"train/{name}/{k}": v for k, v in metrics.items()} |
-                        {f"train/{name}/lr": lr * scale, f"train/{name}/steps_per_s": rate,
-                         f"train/{name}/grad_norm": grad_norm.item()}, step=state["global_step"] + step)
-    bar.close()
-    seconds = time.perf_counter() - started
-    state["global_step"] += step
-    return {"steps": step, "seconds": seconds, "first_loss": first_loss,
-            "final_loss": float(np.mean(window)) if window else float("nan")}
 
 
 def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
@@ -302,15 +212,18 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                      "precision": f"tokenizer {resolve(cfg.tokenizer_precision, device)}, dynamics "
                                   f"{resolve(cfg.precision, device)}"}
 
+    clock = RunClock(time.perf_counter() - float(state.get("run_elapsed", 0.0)))
+
     def save(phase_state: dict) -> None:
-        """Rank 0 writes the model and the resume state (with every rank's sampler state); all ranks call it."""
+        """Rank 0 writes the model and the resume state (with every rank's sampler state and the run's clock); all
+        ranks call it."""
         generators = dist.gather(generator.get_state())
         if not dist.is_main:
             return
         ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
         ranks = {"generators": generators} if dist.active else {}
         ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id,
-                                    **ranks})
+                                    "run_elapsed": clock.elapsed(), **ranks})
 
     if not resume and cfg.canvas_frames:
         sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
@@ -321,7 +234,6 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         save(state)
         if dist.is_main:
             ckpt.save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
-    started = time.perf_counter()
     if state["phase"] == "tokenizer":
         has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
         net = dist.wrap(model.tokenizer, model.tokenizer.loss)
@@ -332,7 +244,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
-                                         precision=cfg.tokenizer_precision)
+                                         precision=cfg.tokenizer_precision, clock=clock)
         state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
@@ -351,7 +263,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
-                                           cfg.termination_lr, cfg, state, save, tracker, dist=dist)
+                                           cfg.termination_lr, cfg, state, save, tracker, dist=dist, clock=clock)
         state = {"phase": "dynamics", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "dynamics":
@@ -367,16 +279,17 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                 log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
 
         summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
-                                        state, save, tracker, on_eval, dist=dist, precision=cfg.precision)
+                                        state, save, tracker, on_eval, dist=dist, precision=cfg.precision,
+                                        clock=clock)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
                                                * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
         state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "outcome":
-        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist)
+        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist, clock)
         state = {"phase": "done", "global_step": state["global_step"]}
         save(state)
-    summary["train_seconds"] = time.perf_counter() - started
+    summary["train_seconds"] = clock.elapsed()
     if cfg.dump_ranks:
         ckpt.write_safetensors(out / f"rank_{dist.rank}.safetensors", model.state_dict())
     if held_eps and dist.is_main:
@@ -391,9 +304,10 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
 def outcome_phase(model: WorldModel, steps: Steps, tokens: torch.Tensor, cfg: TrainConfig,
                   generator: torch.Generator, state: dict, save: Callable[[dict], None], tracker: Tracker,
-                  dist: Distributed | None = None) -> dict:
+                  dist: Distributed | None = None, clock: RunClock | None = None) -> dict:
     """The outcome phase (outcome.py) on the frames `tokens` of `steps`, the transformer frozen throughout: the
-    states, then `run_phase` over the heads. Returns the phase summary."""
+    states, then `run_phase` over the heads (until the run's `clock` reaches the phase's end, given one; else
+    for the phase's share of the budget). Returns the phase summary."""
     dist = dist or Distributed("cpu")
     model.dynamics.requires_grad_(False)
     heads = outcome_heads(model).requires_grad_(True)
@@ -402,7 +316,7 @@ def outcome_phase(model: WorldModel, steps: Steps, tokens: torch.Tensor, cfg: Tr
     net = dist.wrap(heads, lambda batch: outcome_loss(model, batch))
     summary = run_phase("outcome", model, list(heads.parameters()),
                         lambda: net(pool.sample(cfg.outcome_batch_size, dist.device)), cfg.outcome_lr, cfg, state,
-                        save, tracker, dist=dist)
+                        save, tracker, dist=dist, clock=clock)
     model.dynamics.requires_grad_(True)
     return summary
 

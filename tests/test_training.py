@@ -18,7 +18,8 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load
 from dreamworld.envs import collect
-from dreamworld.train import TrainConfig, TrainingDiverged, train
+from dreamworld.phases import TrainingDiverged
+from dreamworld.train import TrainConfig, train
 
 FAST = {"tokenizer_batch_size": 8, "batch_size": 8, "log_every": 5, "warmup_steps": 5, "holdout": 0.34,
         "eval_samples": 8}
@@ -139,3 +140,38 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert video.shape[0] == 4 * 8 and video.shape[-1] == 3  # 4 example rollouts of 8 frames
     assert np.asarray(iio.imread(report / "rollout.gif")).shape[0] == 4 * 8
     assert Path(run, "model.safetensors").exists()
+
+
+def test_phases_end_on_one_schedule_so_time_between_them_comes_out_of_the_budget(tmp_path):
+    """With --minutes each phase ends at the budget times the cumulative shares of the phases up to it, on the
+    run's clock: a phase that starts late (the data took long to encode) gets less time, one that starts after
+    its end gets none, and a resumed phase keeps the budget it started with."""
+    from dreamworld.phases import RunClock, phase_end, run_phase
+    from dreamworld.tracking import Tracker
+    from dreamworld.world_model import WorldModel
+
+    cfg = TrainConfig(minutes=10)  # shares 0.4, 0.1, 0.42, 0.08
+    ends = [phase_end(cfg, p, True) for p in ("tokenizer", "termination", "dynamics", "outcome")]
+    assert ends == pytest.approx([240, 300, 552, 600])
+    assert phase_end(cfg, "termination", False) == pytest.approx(240)  # no termination phase: no time for it
+
+    model = WorldModel(toy_config())
+    params = list(model.termination.parameters())
+    tracker = Tracker("disabled", tmp_path, {}, job="test")
+    saved = []
+
+    def loss():
+        return sum(p.square().sum() for p in params), {}
+
+    def phase(elapsed: float, state: dict):
+        clock = RunClock(time.perf_counter() - elapsed)
+        return run_phase("termination", model, params, loss, 1e-3, TrainConfig(minutes=0.1, checkpoint_seconds=0),
+                         state, saved.append, tracker, clock=clock)
+
+    # of a 6 s run (0.1 minutes) the termination phase has 0.6 s and ends 3 s in
+    assert phase(3.1, {"global_step": 0})["steps"] == 0  # starts after its end
+    late = phase(2.9, {"global_step": 0})  # 0.1 s left
+    assert 0 < late["seconds"] < 0.6 and late["steps"] > 0
+    assert saved[-1]["seconds_budget"] == pytest.approx(0.1, abs=0.05)
+    resumed = phase(100.0, {**saved[-1], "elapsed": 0.0, "global_step": 0})  # the clock ran on while it was down
+    assert resumed["steps"] > 0 and resumed["seconds"] < 0.6

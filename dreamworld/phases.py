@@ -1,0 +1,146 @@
+"""Training phases on a budget: `run_phase` optimises one loss until its share of --steps or --minutes is spent,
+checkpointing, evaluating and resuming on the way; `RunClock` keeps the run's phases on one schedule."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .distributed import Distributed
+from .precision import autocast, resolve
+from .tracking import Tracker
+from .world_model import WorldModel
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+PHASES = ("tokenizer", "termination", "dynamics", "outcome", "done")
+"""The training phases, in order."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+def _shares(cfg: TrainConfig, termination: bool) -> dict[str, float]:
+    """Each phase's share of the budget; `termination`: the model has a termination phase."""
+    termination_share = cfg.termination_share if termination else 0.0
+    return {"tokenizer": cfg.tokenizer_share, "termination": termination_share,
+            "dynamics": 1 - cfg.tokenizer_share - termination_share - cfg.outcome_share,
+            "outcome": cfg.outcome_share}
+
+
+def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None, float | None]:
+    """(steps, seconds) for a phase: its shares of --steps and of --minutes."""
+    share = _shares(cfg, termination)[phase]
+    minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+    return (max(1, round(cfg.steps * share)) if cfg.steps else None,
+            minutes * 60 * share if minutes is not None else None)
+
+
+def phase_end(cfg: TrainConfig, phase: str, termination: bool) -> float:
+    """Seconds into the run by which `phase` ends: the budget times the shares of the phases up to it."""
+    shares = _shares(cfg, termination)
+    minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+    return minutes * 60 * sum(shares[p] for p in PHASES[: PHASES.index(phase) + 1])
+
+
+@dataclass
+class RunClock:
+    """A run's wall clock (kept across resumes): a phase with a time budget ends at `phase_end`, so the time
+    spent between phases comes out of the budget."""
+
+    started: float
+    """time.perf_counter() at which the run's clock read 0"""
+
+    def elapsed(self) -> float:
+        """Seconds on the run's clock."""
+        return time.perf_counter() - self.started
+
+
+def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
+              lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
+              on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
+              precision: str = "float32", clock: RunClock | None = None) -> dict:
+    """Optimise `loss_fn` (its forward pass at `precision`) over `params` until the phase's budget is spent;
+    resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, a time budget lasts
+    until the phase's `phase_end` on the run's clock, else for the phase's share of it. With `dist`, stopping,
+    saving, evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so
+    all ranks step in lockstep."""
+    dist = dist or Distributed("cpu")
+    precision = resolve(precision, dist.device)  # once, not on every step
+    termination = model.termination is not None
+    steps_budget, seconds_budget = _budget(cfg, name, termination)
+    resumed = state.get("phase") == name and "optimizer" in state
+    if seconds_budget is not None and clock is not None:
+        seconds_budget = (float(state["seconds_budget"]) if resumed and "seconds_budget" in state else
+                          dist.from_main([max(0.0, phase_end(cfg, name, termination) - clock.elapsed())])[0])
+    empty = not steps_budget and not seconds_budget  # a share of 0 (or no time left): nothing to optimise
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step, elapsed = 0, 0.0
+    if resumed:
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+    model.train()
+    bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),
+               desc=name, unit="step" if steps_budget else "s", dynamic_ncols=True, disable=not dist.is_main)
+    started = time.perf_counter() - elapsed
+    last_save = last_eval = time.perf_counter()
+    window: list[float] = []
+    first_loss = state.get("first_loss")
+    while True:
+        now = time.perf_counter()
+        done = 1.0 if empty else max(step / steps_budget if steps_budget else 0.0,
+                                     (now - started) / seconds_budget if seconds_budget else 0.0)
+        done, save_due, eval_due = dist.from_main([done, now - last_save >= cfg.checkpoint_seconds,
+                                                   on_eval is not None and now - last_eval >= cfg.eval_seconds])
+        if save_due:
+            save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
+                  "global_step": state["global_step"], "first_loss": first_loss, "seconds_budget": seconds_budget})
+            last_save = now
+        if eval_due:
+            if dist.is_main:
+                on_eval(state["global_step"] + step)
+                model.train()
+            dist.barrier()
+            last_eval = time.perf_counter()
+        if done >= 1:
+            break
+        scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        with autocast(precision, dist.device):
+            loss, metrics = loss_fn()
+        loss_value = dist.mean(loss.item())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
+                                   "checkpoint is kept. Lower the learning rate and run again with --resume")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
+                                   "last good checkpoint is kept. Lower the learning rate and run again with --resume")
+        opt.step()
+        step += 1
+        first_loss = loss_value if first_loss is None else first_loss
+        window = (window + [loss_value])[-cfg.log_every :]
+        bar.update(1 if steps_budget else round(time.perf_counter() - started) - bar.n)
+        if step % cfg.log_every == 0:
+            rate = step / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{np.mean(window):.4f}", steps_s=f"{rate:.1f}")
+            tracker.log({f"train/{name}/{k}": v for k, v in metrics.items()} |
+                        {f"train/{name}/lr": lr * scale, f"train/{name}/steps_per_s": rate,
+                         f"train/{name}/grad_norm": grad_norm.item()}, step=state["global_step"] + step)
+    bar.close()
+    seconds = time.perf_counter() - started
+    state["global_step"] += step
+    return {"steps": step, "seconds": seconds, "first_loss": first_loss,
+            "final_loss": float(np.mean(window)) if window else float("nan")}
