@@ -21,10 +21,6 @@ from .world_model import WorldModel
 if TYPE_CHECKING:
     from .train import TrainConfig
 
-PHASES = ("tokenizer", "termination", "dynamics", "outcome", "done")
-"""The training phases, in order."""
-
-
 class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
@@ -45,17 +41,21 @@ def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None
             minutes * 60 * share if minutes is not None else None)
 
 
-def phase_end(cfg: TrainConfig, phase: str, termination: bool) -> float:
-    """Seconds into the run by which `phase` ends: the budget times the shares of the phases up to it."""
-    shares = _shares(cfg, termination)
+def phase_end(cfg: TrainConfig, phase: str) -> float | None:
+    """Seconds into the run by which `phase` ends, for the phases that absorb the time spent between phases: the
+    dynamics end when the budget less the outcome share is spent (encoding the frames comes out of them), the
+    outcome phase (which computes its states first) when the whole budget is. None for the tokenizer and the
+    termination model, which train for their shares."""
+    if phase not in ("dynamics", "outcome"):
+        return None
     minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
-    return minutes * 60 * sum(shares[p] for p in PHASES[: PHASES.index(phase) + 1])
+    return minutes * 60 * (1 - cfg.outcome_share if phase == "dynamics" else 1)
 
 
 @dataclass
 class RunClock:
-    """A run's wall clock (kept across resumes): a phase with a time budget ends at `phase_end`, so the time
-    spent between phases comes out of the budget."""
+    """A run's wall clock (kept across resumes): the dynamics and outcome phases end at their `phase_end` on it,
+    so the time spent between phases comes out of the budget."""
 
     started: float
     """time.perf_counter() at which the run's clock read 0"""
@@ -70,8 +70,9 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
               precision: str = "float32", clock: RunClock | None = None) -> dict:
     """Optimise `loss_fn` (its forward pass at `precision`) over `params` until the phase's budget is spent;
-    resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, a time budget lasts
-    until the phase's `phase_end` on the run's clock, else for the phase's share of it. With `dist`, stopping,
+    resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, the time budget of the
+    dynamics and outcome phases lasts until their `phase_end` on the run's clock; otherwise a phase trains for
+    its share of the budget. With `dist`, stopping,
     saving, evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so
     all ranks step in lockstep."""
     dist = dist or Distributed("cpu")
@@ -79,9 +80,10 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     termination = model.termination is not None
     steps_budget, seconds_budget = _budget(cfg, name, termination)
     resumed = state.get("phase") == name and "optimizer" in state
-    if seconds_budget is not None and clock is not None:
+    end = phase_end(cfg, name)
+    if seconds_budget is not None and clock is not None and end is not None:
         seconds_budget = (float(state["seconds_budget"]) if resumed and "seconds_budget" in state else
-                          dist.from_main([max(0.0, phase_end(cfg, name, termination) - clock.elapsed())])[0])
+                          dist.from_main([max(0.0, end - clock.elapsed())])[0])
     empty = not steps_budget and not seconds_budget  # a share of 0 (or no time left): nothing to optimise
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0

@@ -40,9 +40,9 @@ class TrainConfig:
     """How to train (the model's shape lives in WorldModelConfig)."""
 
     minutes: float | None = None
-    """wall-clock budget for training (default 15 when neither minutes nor steps is given): the phases end on a
-    schedule of their cumulative shares, so whatever runs between them (encoding the data, the outcome phase's
-    states) comes out of the budget too; loading the data before and the evaluation after come on top"""
+    """wall-clock budget for training (default 15 when neither minutes nor steps is given); what runs between the
+    phases (encoding the data, the outcome phase's states) comes out of the dynamics and outcome phases, which end
+    on the run's clock; loading the data before and the evaluation after come on top"""
     steps: int | None = None
     """optimisation steps for all phases together (split by tokenizer_share, termination_share, outcome_share)"""
     tokenizer_share: float = 0.4
