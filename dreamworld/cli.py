@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from .checkpoint import CheckpointError
     from .phases import TrainingDiverged
+    from .precision import flush_denormals
 
     args = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()},
                                                 prog="dreamworld", args=argv)
     runner = next(run for cls, run in COMMANDS.values() if isinstance(args, cls))
+    flush_denormals()
     try:
         runner(args)
     except (DatasetError, CheckpointError, TrainingDiverged, ValueError, ImportError, FileNotFoundError) as e:

@@ -29,7 +29,7 @@ from .distributed import Distributed
 from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
 from .phases import RunClock, run_phase
-from .precision import Precision, resolve
+from .precision import Precision, flush_denormals, resolve
 from .termination import TransitionSampler, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
@@ -173,6 +173,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     if min(shares.values()) < 0 or sum(shares.values()) >= 1:
         raise ValueError(f"the budget shares {shares} leave the dynamics no time: keep each at 0 or more and their "
                          "sum below 1 (--tokenizer-share, --termination-share, --outcome-share)")
+    flush_denormals()  # on the CPU, gradients near zero otherwise slow steps down up to 27x
     ds, out = EpisodeDataset(data), Path(out)
     dist = Distributed(cfg.device)
     device = dist.device

@@ -15,7 +15,7 @@ from dreamworld.agents import PPO, ActorCriticConfig, DreamActorCritic, Policy, 
 
 from . import checkpoint as ckpt
 from .agent_envs import dream_envs, real_envs
-from .precision import Precision
+from .precision import Precision, flush_denormals
 from .tracking import Tracker
 
 
@@ -89,6 +89,7 @@ def train_agent(checkpoint: str | None, out: str, cfg: AgentConfig, init: str | 
     """Train an agent in the dream of the world model in `checkpoint` (or in the real game with train_in="real"),
     scoring it every `eval_every` updates; save it into `out` (config.json + model.safetensors) at every scoring
     and at the end. `init`: an agent directory to continue from. Returns the summary (returns, steps, seconds)."""
+    flush_denormals()
     out_dir = Path(out)
     model = ckpt.load(checkpoint, cfg.device) if checkpoint else None
     if model is None and (cfg.train_in == "dream" or cfg.obs_type == "latent"):
