@@ -45,10 +45,10 @@ def phase_end(cfg: TrainConfig, phase: str) -> float | None:
     """Seconds into the run by which `phase` ends, for the phases that absorb the time spent between phases: the
     dynamics end when the budget less the outcome share is spent (encoding the frames comes out of them), the
     outcome phase (which computes its states first) when the whole budget is. None for the tokenizer and the
-    termination model, which train for their shares."""
-    if phase not in ("dynamics", "outcome"):
-        return None
+    termination model, which train for their shares, and without a time budget."""
     minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+    if phase not in ("dynamics", "outcome") or minutes is None:
+        return None
     return minutes * 60 * (1 - cfg.outcome_share if phase == "dynamics" else 1)
 
 
