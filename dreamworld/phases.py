@@ -4,6 +4,7 @@ checkpointing, evaluating and resuming on the way; `RunClock` keeps the run's ph
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .world_model import WorldModel
 if TYPE_CHECKING:
     from .train import TrainConfig
 
+
 class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
@@ -33,10 +35,15 @@ def _shares(cfg: TrainConfig, termination: bool) -> dict[str, float]:
             "outcome": cfg.outcome_share}
 
 
+def _minutes(cfg: TrainConfig) -> float | None:
+    """The time budget: --minutes, 15 when neither --minutes nor --steps is given, None for --steps alone."""
+    return cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+
+
 def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None, float | None]:
     """(steps, seconds) for a phase: its shares of --steps and of --minutes."""
     share = _shares(cfg, termination)[phase]
-    minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+    minutes = _minutes(cfg)
     return (max(1, round(cfg.steps * share)) if cfg.steps else None,
             minutes * 60 * share if minutes is not None else None)
 
@@ -46,7 +53,7 @@ def phase_end(cfg: TrainConfig, phase: str) -> float | None:
     dynamics end when the budget less the outcome share is spent (encoding the frames comes out of them), the
     outcome phase (which computes its states first) when the whole budget is. None for the tokenizer and the
     termination model, which train for their shares, and without a time budget."""
-    minutes = cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+    minutes = _minutes(cfg)
     if phase not in ("dynamics", "outcome") or minutes is None:
         return None
     return minutes * 60 * (1 - cfg.outcome_share if phase == "dynamics" else 1)
@@ -84,6 +91,9 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     if seconds_budget is not None and clock is not None and end is not None:
         seconds_budget = (float(state["seconds_budget"]) if resumed and "seconds_budget" in state else
                           dist.from_main([max(0.0, end - clock.elapsed())])[0])
+        if seconds_budget == 0 and dist.is_main:
+            tqdm.write(f"dreamworld: the {name} phase has no time left of the {_minutes(cfg):g}-minute budget "
+                       f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
     empty = not steps_budget and not seconds_budget  # a share of 0 (or no time left): nothing to optimise
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0

@@ -142,7 +142,7 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert Path(run, "model.safetensors").exists()
 
 
-def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path):
+def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     """With --minutes the tokenizer and termination model train for their shares; the dynamics end when the budget
     less the outcome share is spent on the run's clock (so encoding the frames comes out of them), and the outcome
     phase when all of it is. A phase that starts late gets less time, one that starts after its end none, and a
@@ -170,7 +170,8 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path):
                          saved.append, tracker, clock=clock)
 
     # of a 6 s run (0.1 minutes) the outcome phase has 0.48 s and ends at 6 s
-    assert phase(6.1, {"global_step": 0})["steps"] == 0  # starts after its end
+    assert phase(6.1, {"global_step": 0})["steps"] == 0  # starts after its end, and says so
+    assert "no time left" in capsys.readouterr().err
     late = phase(5.9, {"global_step": 0})  # 0.1 s left
     assert 0 < late["seconds"] < 0.48 and late["steps"] > 0
     assert saved[-1]["seconds_budget"] == pytest.approx(0.1, abs=0.05)
