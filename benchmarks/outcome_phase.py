@@ -6,7 +6,8 @@ recorded apart, and random play in the dream against the real game (a head that 
         [--json results/outcome_phase_cpu.json]
 
 The phase runs as in `dreamworld train` (run_phase, its learning-rate schedule, bfloat16 states where native) for
-`--seconds` (42 s is the default share, 5%, of a 14-minute run). `--out` saves the model with the retrained heads.
+`--seconds` (42 s: the phase's training time in a 14-minute run; `dreamworld train` computes the states inside its
+8% share). `--out` saves the model with the retrained heads.
 """
 
 from __future__ import annotations

@@ -87,14 +87,15 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     termination = model.termination is not None
     steps_budget, seconds_budget = _budget(cfg, name, termination)
     resumed = state.get("phase") == name and "optimizer" in state
-    end = phase_end(cfg, name)
+    end, out_of_time = phase_end(cfg, name), False
     if seconds_budget is not None and clock is not None and end is not None:
-        seconds_budget = (float(state["seconds_budget"]) if resumed and "seconds_budget" in state else
-                          dist.from_main([max(0.0, end - clock.elapsed())])[0])
-        if seconds_budget == 0 and dist.is_main:
+        seconds_budget = (float(state["seconds_budget"]) if resumed and state.get("seconds_budget") is not None
+                          else dist.from_main([max(0.0, end - clock.elapsed())])[0])
+        out_of_time = seconds_budget == 0
+        if out_of_time and dist.is_main:
             tqdm.write(f"dreamworld: the {name} phase has no time left of the {_minutes(cfg):g}-minute budget "
                        f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
-    empty = not steps_budget and not seconds_budget  # a share of 0 (or no time left): nothing to optimise
+    empty = out_of_time or (not steps_budget and not seconds_budget)  # a share of 0: nothing to optimise
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     if resumed:

@@ -214,6 +214,8 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                                   f"{resolve(cfg.precision, device)}"}
 
     clock = RunClock(time.perf_counter() - float(state.get("run_elapsed", 0.0)))
+    timed = not resume or "run_elapsed" in state  # a run saved before the clock existed keeps the shares' budgets
+    run_clock = clock if timed else None  # what the phases end on
 
     def save(phase_state: dict) -> None:
         """Rank 0 writes the model and the resume state (with every rank's sampler state and the run's clock); all
@@ -224,7 +226,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
         ranks = {"generators": generators} if dist.active else {}
         ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id,
-                                    "run_elapsed": clock.elapsed(), **ranks})
+                                    **({"run_elapsed": clock.elapsed()} if timed else {}), **ranks})
 
     if not resume and cfg.canvas_frames:
         sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
@@ -245,7 +247,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
-                                         precision=cfg.tokenizer_precision, clock=clock)
+                                         precision=cfg.tokenizer_precision, clock=run_clock)
         state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
@@ -264,7 +266,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
-                                           cfg.termination_lr, cfg, state, save, tracker, dist=dist, clock=clock)
+                                           cfg.termination_lr, cfg, state, save, tracker, dist=dist, clock=run_clock)
         state = {"phase": "dynamics", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "dynamics":
@@ -281,13 +283,14 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
         summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
                                         state, save, tracker, on_eval, dist=dist, precision=cfg.precision,
-                                        clock=clock)
+                                        clock=run_clock)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
                                                * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
         state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "outcome":
-        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist, clock)
+        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist,
+                                           run_clock)
         state = {"phase": "done", "global_step": state["global_step"]}
         save(state)
     summary["train_seconds"] = clock.elapsed()

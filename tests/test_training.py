@@ -164,10 +164,10 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     def loss():
         return sum(p.square().sum() for p in params), {}
 
-    def phase(elapsed: float, state: dict, name: str = "outcome"):
+    def phase(elapsed: float, state: dict, name: str = "outcome", steps: int | None = None):
         clock = RunClock(time.perf_counter() - elapsed)
-        return run_phase(name, model, params, loss, 1e-3, TrainConfig(minutes=0.1, checkpoint_seconds=0), state,
-                         saved.append, tracker, clock=clock)
+        cfg = TrainConfig(minutes=0.1, steps=steps, checkpoint_seconds=0)
+        return run_phase(name, model, params, loss, 1e-3, cfg, state, saved.append, tracker, clock=clock)
 
     # of a 6 s run (0.1 minutes) the outcome phase has 0.48 s and ends at 6 s
     assert phase(6.1, {"global_step": 0})["steps"] == 0  # starts after its end, and says so
@@ -178,3 +178,6 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     resumed = phase(100.0, {**saved[-1], "elapsed": 0.0, "global_step": 0})  # the clock ran on while it was down
     assert resumed["steps"] > 0 and resumed["seconds"] < 0.48
     assert phase(100.0, {"global_step": 0}, "termination")["steps"] > 0  # trains for its share, whatever the clock
+    assert phase(6.1, {"global_step": 0}, steps=1000)["steps"] == 0  # with --steps too, out of time is out
+    resumed = phase(5.9, {**saved[-1], "seconds_budget": None, "global_step": 0})  # saved by a run of --steps
+    assert resumed["seconds"] < 0.48
