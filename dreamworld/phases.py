@@ -35,6 +35,15 @@ def _shares(cfg: TrainConfig, termination: bool) -> dict[str, float]:
             "outcome": cfg.outcome_share}
 
 
+def check_shares(cfg: TrainConfig) -> None:
+    """Refuse budget shares that are negative or leave the dynamics no time."""
+    shares = _shares(cfg, termination=True)
+    if min(shares.values()) < 0 or shares["dynamics"] <= 0:
+        given = {k: v for k, v in shares.items() if k != "dynamics"}
+        raise ValueError(f"the budget shares {given} leave the dynamics no time: keep each at 0 or more and their "
+                         "sum below 1 (--tokenizer-share, --termination-share, --outcome-share)")
+
+
 def _minutes(cfg: TrainConfig) -> float | None:
     """The time budget: --minutes, 15 when neither --minutes nor --steps is given, None for --steps alone."""
     return cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0

@@ -28,7 +28,7 @@ from .data import Steps, WindowSampler, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
-from .phases import RunClock, run_phase
+from .phases import RunClock, check_shares, run_phase
 from .precision import Precision, flush_denormals, resolve
 from .termination import TransitionSampler, reconstruct, termination_loss
 from .tracking import Tracker
@@ -169,11 +169,8 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
           wandb: str = "offline") -> dict:
     """Train a world model on the dataset `data` into the run directory `out`; returns the summary (rank 0's
     holds the held-out metrics). Under torchrun every rank runs this; they train one model together."""
-    shares = {"tokenizer": cfg.tokenizer_share, "termination": cfg.termination_share, "outcome": cfg.outcome_share}
-    if min(shares.values()) < 0 or sum(shares.values()) >= 1:
-        raise ValueError(f"the budget shares {shares} leave the dynamics no time: keep each at 0 or more and their "
-                         "sum below 1 (--tokenizer-share, --termination-share, --outcome-share)")
-    flush_denormals()  # on the CPU, gradients near zero otherwise slow steps down up to 27x
+    check_shares(cfg)
+    flush_denormals()  # on the CPU, gradients near zero otherwise slow steps down up to 24x
     ds, out = EpisodeDataset(data), Path(out)
     dist = Distributed(cfg.device)
     device = dist.device
@@ -214,8 +211,8 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                                   f"{resolve(cfg.precision, device)}"}
 
     clock = RunClock(time.perf_counter() - float(state.get("run_elapsed", 0.0)))
-    timed = not resume or "run_elapsed" in state  # a run saved before the clock existed keeps the shares' budgets
-    run_clock = clock if timed else None  # what the phases end on
+    # what the phases end on; a run saved before the clock existed keeps the shares' budgets
+    run_clock = clock if not resume or "run_elapsed" in state else None
 
     def save(phase_state: dict) -> None:
         """Rank 0 writes the model and the resume state (with every rank's sampler state and the run's clock); all
@@ -226,7 +223,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
         ranks = {"generators": generators} if dist.active else {}
         ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id,
-                                    **({"run_elapsed": clock.elapsed()} if timed else {}), **ranks})
+                                    **({"run_elapsed": clock.elapsed()} if run_clock else {}), **ranks})
 
     if not resume and cfg.canvas_frames:
         sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
