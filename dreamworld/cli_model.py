@@ -26,6 +26,9 @@ class TrainArgs:
     """where terminations are read: frames (a CNN on the frames the model draws before and after a step; learns
     from few endings, but latent dreams decode every step) or tokens (the dynamics' outcome head, which reads the
     rewards in both cases; latent dreams skip the decoder)"""
+    refiner: bool = False
+    """add a refiner (refiner.py): the decoder draws each frame over the previous drawing, so detail that no token
+    grid holds frame by frame (Cave's scrolling, speckled walls) carries over from frame to frame"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -66,6 +69,7 @@ def run_train(args: TrainArgs) -> None:
     """Train and print the summary table."""
     from .distributed import env_rank
     from .presets import preset
+    from .refiner import RefinerConfig
     from .train import train
 
     if args.threads:
@@ -73,13 +77,15 @@ def run_train(args: TrainArgs) -> None:
     model_cfg = preset(args.preset)
     if args.termination == "tokens":
         model_cfg.termination = None
+    if args.refiner:
+        model_cfg.refiner = RefinerConfig()
     summary = train(args.data, args.out, model_cfg, args.train, resume=args.resume, wandb=args.wandb)
     if env_rank() != 0:
         return  # under torchrun rank 0 reports
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
             f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}",
             "precision": summary["precision"]}
-    for phase in ("tokenizer", "termination", "dynamics", "outcome"):
+    for phase in ("tokenizer", "refiner", "termination", "dynamics", "outcome"):
         if phase in summary:
             s = summary[phase]
             rows[f"{phase} steps"] = s["steps"]
@@ -99,6 +105,8 @@ def _metric_rows(metrics: dict | None) -> dict:
             for h in metrics["psnr"]}
     rows |= {f"SSIM h={h}": f"{metrics['ssim'][h]:.3f}" for h in metrics["ssim"]}
     rows["reconstruction PSNR"] = f"{metrics['reconstruction_psnr']:.2f}"
+    if "chain_reconstruction_psnr" in metrics:
+        rows["reconstruction PSNR, whole episodes drawn in a chain"] = f"{metrics['chain_reconstruction_psnr']:.2f}"
     for k in ("reward_f1", "termination_f1"):
         rows[k] = "n/a (no events)" if metrics[k] is None else f"{metrics[k]:.3f}"
     rows["rollouts x horizon"] = f"{metrics['rollouts']} x {metrics['horizon']}"

@@ -332,9 +332,7 @@ class DreamVectorEnv(VectorEnv):
             return
         state = self._state
         fresh = self.model.start_at(frames, actions, first_frame=state.cache.frame - (self.starts.length - 1))
-        index = torch.as_tensor(rows, device=self.model.device)
-        state.cache.replace_rows(index, fresh.cache)
-        state.tokens[index] = fresh.tokens
+        self.model.replace_rows(state, torch.as_tensor(rows, device=self.model.device), fresh)
 
     def _sample(self, digit_logits: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:
         """Next tokens (B, N) from digit logits (B, N, sum(levels)): the most likely digits at temperature 0, else a

@@ -103,34 +103,71 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
     metrics = {k: {str(h): float(v[h - 1]) for h in HORIZON_KEYS if h <= horizon} for k, v in per_step.items()}
     metrics["curves"] = {k: [float(x) for x in v] for k, v in per_step.items()}
     metrics.update(head_scores(model, ds, episodes))
-    held_frames = np.concatenate([ds.episode(i)["frames"][::7] for i in episodes])[:512]
-    recon = torch.cat([model.tokenizer.decode_uint8(model.encode(torch.from_numpy(held_frames[i : i + 128]))).cpu()
-                       for i in range(0, len(held_frames), 128)])
-    metrics["reconstruction_psnr"] = psnr(recon, held_frames)
+    metrics["reconstruction_psnr"] = reconstruction_psnr(model, ds, episodes)
+    if model.refiner is not None:
+        metrics["chain_reconstruction_psnr"] = chain_reconstruction_psnr(model, ds, episodes)
     metrics.update({"episodes": len(episodes), "frames": len(starts) * horizon, "rollouts": len(starts),
                     "horizon": horizon, "context_frames": context})
     return metrics, examples
 
 
 @torch.no_grad()
+def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[int], every: int = 7,
+                        frames: int = 512) -> float:
+    """PSNR of the model's drawings of every `every`-th frame after the first of `episodes` (at most `frames` of
+    them) from their own tokens; with a refiner, each is drawn over the real frame before it (a dream's next
+    frame after a right one)."""
+    after = np.concatenate([ds.episode(i)["frames"][1::every] for i in episodes])[:frames]  # (F, H, W, 3)
+    before = np.concatenate([ds.episode(i)["frames"][:-1:every] for i in episodes])[:frames]
+    drawn = [model.tokenizer.to_uint8(model.draw_over_real(
+             model.encode(torch.from_numpy(after[i : i + 128])), torch.from_numpy(before[i : i + 128]),
+             torch.ones(len(after[i : i + 128]), dtype=torch.bool))).cpu() for i in range(0, len(after), 128)]
+    return psnr(torch.cat(drawn), after)
+
+
+@torch.no_grad()
+def chain_reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[int],
+                              frames: int = 512) -> float:
+    """For a refiner: PSNR of whole episodes (at most `frames` frames in all) each drawn from its own tokens over
+    the drawing before, from the real first frame on, as a dream that dreamed every token right would draw them."""
+    real, drawn = [], []
+    for i in episodes:
+        episode = torch.from_numpy(ds.episode(i)["frames"][: frames + 1])  # (S + 1, H, W, 3)
+        tokens, previous = model.encode(episode[1:]), episode[:1]
+        previous = model.draw_over_real(tokens[:1], previous, torch.ones(1, dtype=torch.bool))  # (1, 3, H, W)
+        drawn.append(previous)
+        for t in range(1, len(tokens)):
+            previous = model.draw(tokens[t : t + 1], previous)  # (1, 3, H, W)
+            drawn.append(previous)
+        real.append(episode[1:])
+        frames -= len(tokens)
+        if frames <= 0:
+            break
+    return psnr(model.tokenizer.to_uint8(torch.cat(drawn)).cpu(), torch.cat(real))
+
+
+@torch.no_grad()
 def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
     """Reward and termination F1 over every step of `episodes`, read as in a dream but from real frames: rewards
     (and terminations, without a termination CNN) by the dynamics' outcome head from the real context and the next
-    frame's tokens, terminations by the termination CNN from the reconstructions of the frames before and after
-    each step. A reward event is a nonzero reward; it counts as found when the predicted sign matches."""
+    frame's tokens, terminations by the termination CNN from the drawings of the frames before and after each step
+    (with a refiner, each drawn over the real frame before it). A reward event is a nonzero reward; it counts as
+    found when the predicted sign matches."""
     T = 4 * model.cfg.dynamics.context_frames
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for i in episodes:
         ep = ds.episode(i)
-        tokens = model.encode(torch.from_numpy(ep["frames"]))  # (S+1, N)
+        frames = torch.from_numpy(ep["frames"])  # (S+1, H, W, 3)
+        tokens = model.encode(frames)  # (S+1, N)
         actions = model.actions_tensor(ep["actions"])
+        if model.termination is not None:  # frames drawn as a dream draws them after a right one
+            drawn = model.draw_over_real(tokens, frames.roll(1, 0), torch.arange(len(frames)) > 0)  # (S+1, 3, H, W)
         for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
             e = min(s + T, len(actions))
             _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
                                                           tokens[None, s + 1 : e + 1])  # (1, e - s, 3), (1, e - s)
             if model.termination is not None:
-                drawn = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
-                end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
+                end_logits = model.termination(drawn[s:e], drawn[s + 1 : e + 1])[None]  # (1, e - s)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
         true_r.append(np.sign(ep["rewards"]).astype(int))
@@ -178,12 +215,19 @@ def plot_psnr(metrics: dict, path: Path) -> Path:
     return path
 
 
-def log_reconstructions(model: WorldModel, frames: np.ndarray, tracker: Tracker, step: int) -> None:
-    """A strip of real frames over their reconstructions."""
-    pick = frames[np.linspace(0, len(frames) - 1, 8).astype(int)]
-    recon = model.tokenizer.decode_uint8(model.encode(torch.from_numpy(pick))).cpu().numpy()
-    tracker.image("train/tokenizer/reconstructions", np.concatenate([np.concatenate(pick, 1),
-                  np.concatenate(recon, 1)], 0), step, caption="top: real, bottom: reconstructed")
+def log_reconstructions(model: WorldModel, frames: np.ndarray, episode_start: torch.Tensor, tracker: Tracker,
+                        step: int, refined: bool = False) -> None:
+    """A strip of real frames (uint8 (F, H, W, 3), episodes laid end to end, each starting at `episode_start`)
+    over the tokenizer's drawings of them, or with `refined` the refiner's (each over the real frame before)."""
+    index = torch.from_numpy(np.linspace(1, len(frames) - 1, 8).astype(int))  # (8,)
+    pick = torch.from_numpy(frames[index.numpy()])  # (8, H, W, 3)
+    tokens = model.encode(pick)  # (8, N)
+    drawn = (model.draw_over_real(tokens, torch.from_numpy(frames[(index - 1).numpy()]),
+                                  episode_start[index] != index) if refined else model.tokenizer.decode(tokens))
+    key = "train/refiner/drawings" if refined else "train/tokenizer/reconstructions"
+    tracker.image(key, np.concatenate([np.concatenate(pick.numpy(), 1),
+                                       np.concatenate(model.tokenizer.to_uint8(drawn).cpu().numpy(), 1)], 0), step,
+                  caption="top: real, bottom: drawn")
 
 
 def log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker: Tracker, step: int,
@@ -194,8 +238,8 @@ def log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker
     metrics, examples = fidelity(model, ds, episodes, horizon=horizon, samples=samples)
     flat = {f"eval/{k}_{h}": v for k, d in metrics.items() if k in ("psnr", "ssim", "baseline_psnr")
             for h, v in d.items()}
-    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "reward_f1", "termination_f1")
-             if metrics[k] is not None}
+    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "chain_reconstruction_psnr", "reward_f1",
+                                               "termination_f1") if metrics.get(k) is not None}
     tracker.log(flat, step=step)
     tracker.video("eval/real_imagined_difference", side_by_side(examples["real"], examples["imagined"]),
                   fps=model.cfg.render_fps, step=step)

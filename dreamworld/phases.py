@@ -27,21 +27,23 @@ class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
-def _shares(cfg: TrainConfig, termination: bool) -> dict[str, float]:
-    """Each phase's share of the budget; `termination`: the model has a termination phase."""
+def _shares(cfg: TrainConfig, termination: bool, refiner: bool) -> dict[str, float]:
+    """Each phase's share of the budget; `termination`, `refiner`: the model has that phase (the dynamics take the
+    share of a phase the model lacks)."""
     termination_share = cfg.termination_share if termination else 0.0
-    return {"tokenizer": cfg.tokenizer_share, "termination": termination_share,
-            "dynamics": 1 - cfg.tokenizer_share - termination_share - cfg.outcome_share,
+    refiner_share = cfg.refiner_share if refiner else 0.0
+    return {"tokenizer": cfg.tokenizer_share, "refiner": refiner_share, "termination": termination_share,
+            "dynamics": 1 - cfg.tokenizer_share - refiner_share - termination_share - cfg.outcome_share,
             "outcome": cfg.outcome_share}
 
 
 def check_shares(cfg: TrainConfig) -> None:
     """Refuse budget shares that are negative or leave the dynamics no time."""
-    shares = _shares(cfg, termination=True)
+    shares = _shares(cfg, termination=True, refiner=True)
     if min(shares.values()) < 0 or shares["dynamics"] <= 0:
         given = {k: v for k, v in shares.items() if k != "dynamics"}
         raise ValueError(f"the budget shares {given} leave the dynamics no time: keep each at 0 or more and their "
-                         "sum below 1 (--tokenizer-share, --termination-share, --outcome-share)")
+                         "sum below 1 (--tokenizer-share, --refiner-share, --termination-share, --outcome-share)")
 
 
 def _minutes(cfg: TrainConfig) -> float | None:
@@ -49,9 +51,9 @@ def _minutes(cfg: TrainConfig) -> float | None:
     return cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
 
 
-def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None, float | None]:
-    """(steps, seconds) for a phase: its shares of --steps and of --minutes."""
-    share = _shares(cfg, termination)[phase]
+def _budget(cfg: TrainConfig, phase: str, model: WorldModel) -> tuple[int | None, float | None]:
+    """(steps, seconds) for a phase of `model`: its shares of --steps and of --minutes."""
+    share = _shares(cfg, model.termination is not None, model.refiner is not None)[phase]
     minutes = _minutes(cfg)
     return (max(1, round(cfg.steps * share)) if cfg.steps else None,
             minutes * 60 * share if minutes is not None else None)
@@ -60,8 +62,8 @@ def _budget(cfg: TrainConfig, phase: str, termination: bool) -> tuple[int | None
 def phase_end(cfg: TrainConfig, phase: str) -> float | None:
     """Seconds into the run by which `phase` ends, for the phases that absorb the time spent between phases: the
     dynamics end when the budget less the outcome share is spent (encoding the frames comes out of them), the
-    outcome phase (which computes its states first) when the whole budget is. None for the tokenizer and the
-    termination model, which train for their shares, and without a time budget."""
+    outcome phase (which computes its states first) when the whole budget is. None for the tokenizer, the refiner
+    and the termination model, which train for their shares, and without a time budget."""
     minutes = _minutes(cfg)
     if phase not in ("dynamics", "outcome") or minutes is None:
         return None
@@ -93,8 +95,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     all ranks step in lockstep."""
     dist = dist or Distributed("cpu")
     precision = resolve(precision, dist.device)  # once, not on every step
-    termination = model.termination is not None
-    steps_budget, seconds_budget = _budget(cfg, name, termination)
+    steps_budget, seconds_budget = _budget(cfg, name, model)
     resumed = state.get("phase") == name and "optimizer" in state
     end, out_of_time = phase_end(cfg, name), False
     if seconds_budget is not None and clock is not None and end is not None:

@@ -16,12 +16,14 @@ context, stays calibrated (2.1 against 2.9).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tokenizer import Tokenizer
+if TYPE_CHECKING:
+    from .world_model import WorldModel
 
 
 @dataclass
@@ -58,10 +60,19 @@ class TerminationNet(nn.Module):
 
 
 @torch.no_grad()
-def reconstruct(tokenizer: Tokenizer, tokens: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Tokens (F, N) -> the tokenizer's drawing of them, uint8 (F, H, W, 3) on the CPU (what the termination model
-    learns from: frames as a dream shows them, not the real ones)."""
-    return torch.cat([tokenizer.decode_uint8(tokens[i : i + batch]).cpu() for i in range(0, len(tokens), batch)])
+def reconstruct(model: WorldModel, tokens: torch.Tensor, frames: torch.Tensor, episode_start: torch.Tensor,
+                batch: int = 512) -> torch.Tensor:
+    """Tokens (F, N) of the frames `frames` (uint8 (F, H, W, 3), episodes laid end to end, each frame's episode
+    starting at `episode_start` (F,)) -> the model's drawing of them, uint8 (F, H, W, 3) on the CPU: what the
+    termination model learns from, frames as a dream shows them rather than the real ones (with a refiner, each
+    drawn over the real frame before it)."""
+    drawn = []
+    for i in range(0, len(tokens), batch):
+        index = torch.arange(i, min(i + batch, len(tokens)))  # (b,)
+        has_before = episode_start[index] != index
+        drawn.append(model.tokenizer.to_uint8(model.draw_over_real(
+            tokens[index], frames[(index - 1).clamp(min=0)], has_before)).cpu())  # (b, H, W, 3)
+    return torch.cat(drawn)
 
 
 class TransitionSampler:

@@ -1,6 +1,7 @@
-"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the termination model on the
-tokenizer's drawings of the data (when the model has one, termination.py), then the dynamics, then (transformer
-frozen) the reward head again on event-rich batches (outcome.py).
+"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the refiner on chains of
+its own drawings (when the model has one, refiner.py), then the termination model on the model's drawings of the
+data (when the model has one, termination.py), then the dynamics, then (transformer frozen) the reward head again
+on event-rich batches (outcome.py).
 
 Read top to bottom: `train` loads the data, runs the phases through `run_phase` (one optimisation loop
 with NaN guard, periodic atomic checkpoints and logging), then scores the model on held-out episodes.
@@ -30,6 +31,7 @@ from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
 from .phases import RunClock, check_shares, run_phase
 from .precision import Precision, flush_denormals, resolve
+from .refiner import ChainSampler, refiner_loss
 from .termination import TransitionSampler, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
@@ -47,6 +49,16 @@ class TrainConfig:
     """optimisation steps for all phases together (split by tokenizer_share, termination_share, outcome_share)"""
     tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer"""
+    refiner_share: float = 0.15
+    """share of the budget spent on the refiner (models without one give it to the dynamics)"""
+    refiner_runs: int = 8
+    """refiner batch: runs of refiner_run consecutive frames"""
+    refiner_run: int = 4
+    """frames per refiner run, each drawn over the refiner's drawing of the one before (gradients flow through)"""
+    refiner_chains: int = 4
+    """of the refiner_runs, how many continue chains of the refiner's own drawings across batches (refiner.py)"""
+    refiner_lr: float = 2e-3
+    """refiner peak learning rate"""
     termination_share: float = 0.1
     """share of the budget spent on the termination model (models without one give it to the dynamics)"""
     termination_batch_size: int = 128
@@ -245,10 +257,11 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
                                          precision=cfg.tokenizer_precision, clock=run_clock)
-        state = {"phase": "termination", "global_step": state["global_step"]}
+        state = {"phase": "refiner" if model.refiner is not None else "termination",
+                 "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
-            log_reconstructions(model, steps.frames, tracker, state["global_step"])
+            log_reconstructions(model, steps.frames, steps.episode_start, tracker, state["global_step"])
     if state["phase"] == "termination" and model.termination is None:
         state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
     if state["phase"] == "outcome" and cfg.outcome_share <= 0:  # resumed with the phase switched off
@@ -257,9 +270,13 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     if state["phase"] != "done":
         model.tokenizer.requires_grad_(False)
         tokens = encode_frames(model, steps.frames, progress=dist.is_main)
+    if state["phase"] == "refiner":
+        summary["refiner"] = refiner_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist)
+        state = {"phase": "termination", "global_step": state["global_step"]}
+        save(state)
     if state["phase"] == "termination":
-        sampler = TransitionSampler(reconstruct(model.tokenizer, tokens), steps.ends, steps.valid, cfg.end_share,
-                                    generator, near=cfg.termination_near)
+        sampler = TransitionSampler(reconstruct(model, tokens, frames, steps.episode_start), steps.ends, steps.valid,
+                                    cfg.end_share, generator, near=cfg.termination_near)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
@@ -300,6 +317,28 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     tracker.finish()
     dist.barrier()  # the other ranks wait for rank 0's evaluation
     dist.close()
+    return summary
+
+
+def refiner_phase(model: WorldModel, steps: Steps, tokens: torch.Tensor, cfg: TrainConfig,
+                  generator: torch.Generator, state: dict, save: Callable[[dict], None], tracker: Tracker,
+                  dist: Distributed) -> dict:
+    """The refiner phase (refiner.py) on the frames of `steps` and the tokenizer's drawings of their `tokens`,
+    the tokenizer frozen; then a strip of its drawings is logged. Returns the phase summary."""
+    fresh = torch.cat([model.tokenizer.decode_uint8(tokens[i : i + 512]).cpu() for i in range(0, len(tokens), 512)])
+    sampler = ChainSampler(torch.from_numpy(steps.frames), fresh, steps.episode_start, cfg.refiner_run,
+                           cfg.refiner_runs, cfg.refiner_chains, generator)
+
+    def loss_fn(batch: dict) -> tuple[torch.Tensor, dict]:
+        loss, metrics, last = refiner_loss(model.refiner, batch)
+        sampler.update(last)
+        return loss, metrics
+
+    net = dist.wrap(model.refiner, loss_fn)
+    summary = run_phase("refiner", model, list(model.refiner.parameters()), lambda: net(sampler.sample(dist.device)),
+                        cfg.refiner_lr, cfg, state, save, tracker, dist=dist)
+    if dist.is_main:
+        log_reconstructions(model, steps.frames, steps.episode_start, tracker, state["global_step"], refined=True)
     return summary
 
 

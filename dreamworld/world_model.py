@@ -13,6 +13,7 @@ from dreamworld.envs import space_from_json
 
 from .dynamics import Dynamics, DynamicsConfig, KVCache
 from .precision import autocast
+from .refiner import Refiner, RefinerConfig, pixels
 from .termination import TerminationConfig, TerminationNet
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -29,6 +30,9 @@ class WorldModelConfig:
     """CNN that reads a step's termination off the drawn frames before and after it (termination.py); None reads it
     off the tokens with the dynamics' outcome head (cheaper dreams: no decoding in latent mode; the only kind
     before this field existed, so a config without it means None)"""
+    refiner: RefinerConfig | None = None
+    """decoder stage that draws each frame over the previous drawing (refiner.py), for worlds whose texture no
+    token grid holds frame by frame (Cave's scrolling, speckled walls); None draws each frame from its tokens alone"""
     env_id: str = ""
     """the real env this model learned"""
     action_space: dict = field(default_factory=lambda: {"type": "Discrete", "n": 1, "start": 0})
@@ -57,6 +61,7 @@ class WorldModelConfig:
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
         data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
         data["termination"] = TerminationConfig(**data["termination"]) if data.get("termination") else None
+        data["refiner"] = RefinerConfig(**data["refiner"]) if data.get("refiner") else None
         return WorldModelConfig(**data)
 
 
@@ -64,7 +69,8 @@ class WorldModelConfig:
 class DreamState:
     """A batch of dreams in progress: the KV cache, the tokens of each dream's current frame and, between
     `predict` and `advance`, the dynamics states of that frame. `drawn` keeps the last decoded frames with a copy
-    of the tokens they show, so changing `tokens` (a dream restarting) can never leave stale pixels behind."""
+    of the tokens they show, so changing `tokens` (a dream restarting) can never leave stale pixels behind; with a
+    refiner it is kept at every step, as each frame is drawn over the one before."""
 
     cache: KVCache
     tokens: torch.Tensor  # (B, N) tokens of the current frame
@@ -73,8 +79,8 @@ class DreamState:
 
 
 class WorldModel(nn.Module):
-    """Tokenizer + dynamics (+ termination CNN). `start` warms a batch of dreams up on real frames, `step` advances
-    them.
+    """Tokenizer + dynamics (+ termination CNN, + refiner). `start` warms a batch of dreams up on real frames,
+    `step` advances them.
 
     `precision` ("float32", or "bfloat16" autocast: about 2x faster dreams on a CPU with native bfloat16) is that of
     the dynamics in `start`, `predict` and `advance`; set it before starting dreams, as the KV cache takes its
@@ -90,6 +96,7 @@ class WorldModel(nn.Module):
                                  self.action_space, end_head=cfg.termination is None)
         self.termination = (None if cfg.termination is None
                             else TerminationNet(cfg.termination, cfg.tokenizer.image_size))
+        self.refiner = None if cfg.refiner is None else Refiner(cfg.refiner)
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
         self.precision = "float32"  # of the dynamics in dreams, see the class docstring
 
@@ -127,7 +134,40 @@ class WorldModel(nn.Module):
         with autocast(self.precision, self.device):
             for t in range(tokens.shape[1] - 1):
                 self.dynamics.step(tokens[:, t], self.actions_tensor(actions[:, t]), cache)
-        return DreamState(cache=cache, tokens=tokens[:, -1])
+        state = DreamState(cache=cache, tokens=tokens[:, -1])
+        if self.refiner is not None:  # the first frame is drawn over the real one before it
+            state.drawn = (state.tokens.clone(), pixels(frames[:, -1], self.device))
+        return state
+
+    @torch.no_grad()
+    def replace_rows(self, state: DreamState, rows: torch.Tensor, fresh: DreamState) -> None:
+        """Put the dreams of `fresh` (from `start_at`) into `state` at the indices `rows` (b,): their cache rows,
+        tokens and drawn frames; the other dreams go on."""
+        state.cache.replace_rows(rows, fresh.cache)
+        state.tokens[rows] = fresh.tokens
+        if state.drawn is not None:
+            state.drawn[0][rows] = fresh.tokens
+            state.drawn[1][rows] = self.drawn(fresh)
+
+    @torch.no_grad()
+    def draw(self, tokens: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (B, N) -> frames float (B, 3, H, W) in [0, 1]; with a refiner, drawn over `previous` (the frames
+        before them as drawn, float (B, 3, H, W) in [0, 1]; None: from the tokens alone)."""
+        fresh = self.tokenizer.decode(tokens)  # (B, 3, H, W)
+        if self.refiner is None or previous is None:
+            return fresh
+        return self.refiner(previous.to(fresh), fresh)
+
+    @torch.no_grad()
+    def draw_over_real(self, tokens: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor) -> torch.Tensor:
+        """Tokens (F, N) -> frames float (F, 3, H, W) in [0, 1] as a dream draws them one step after a right
+        frame: with a refiner, over `before`, the real frames before them (uint8 (F, H, W, 3)), where `has_before`
+        (F,) bool holds (an episode's first frame has none and is drawn from its tokens alone)."""
+        fresh = self.tokenizer.decode(tokens)  # (F, 3, H, W)
+        if self.refiner is None:
+            return fresh
+        real_before = pixels(before, fresh.device)  # (F, 3, H, W)
+        return self.refiner(torch.where(has_before.to(fresh.device)[:, None, None, None], real_before, fresh), fresh)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
@@ -166,10 +206,11 @@ class WorldModel(nn.Module):
             raise RuntimeError("call predict() before advance()")
         with autocast(self.precision, self.device):
             reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
-        if self.termination is not None:
+        if self.termination is not None or self.refiner is not None:
             before = self.drawn(state)  # (B, 3, H, W)
-            state.drawn = (next_tokens.clone(), self.tokenizer.decode(next_tokens))
-            end_logits = self.termination(before, state.drawn[1])
+            state.drawn = (next_tokens.clone(), self.draw(next_tokens, before))
+            if self.termination is not None:
+                end_logits = self.termination(before, state.drawn[1])
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 

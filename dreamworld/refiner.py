@@ -1,0 +1,137 @@
+"""The refiner: a decoder stage that draws each frame over the previous drawing, for worlds whose detail no token
+grid can hold frame by frame.
+
+Cave's walls carry ~150 random specks and scroll one pixel a step. Sixteen tokens cannot describe them, so the
+tokenizer alone draws smooth walls (about 21 dB). But almost every pixel of a frame was on screen one step before,
+one pixel to the right. The refiner takes the tokenizer's drawing of the new frame (the "fresh" drawing: right
+shapes, blurry texture) and the previous frame as drawn, and predicts for every pixel softmax weights over the
+previous frame's pixels within `reach` of it and the fresh pixel. The output is their weighted mean: it keeps or
+moves what was there, and takes the fresh drawing where something new appears (a wall column entering at the edge,
+the ship's old place). A mean never amplifies errors, so long chains of drawings stay stable (a kernel-predicting
+decoder, as in Niklaus et al. 2017 for frame interpolation).
+
+The tokenizer is trained first and frozen: its tokens keep describing whole frames, which the dynamics and the
+agents read. (Training both together let the tokens collapse to ~15 codes, as the copy did the work.) The refiner
+learns on runs of consecutive frames, each drawn over its own drawing of the one before, and half the runs continue
+chains of its own drawings across batches, so it sees, and learns to mend, the drift that long dreams produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class RefinerConfig:
+    """Shape of the refiner (how it trains lives in TrainConfig.refiner_*)."""
+
+    width: int = 32
+    """channels of its full-resolution convolutions"""
+    layers: int = 3
+    """3x3 convolutions before the one that predicts the weights (receptive field 2 * layers + 3 pixels)"""
+    reach: int = 2
+    """how far (pixels) a pixel of the previous frame can move in one step; larger moves are drawn fresh"""
+
+
+class Refiner(nn.Module):
+    """(previous drawing, fresh drawing) float (B, 3, H, W) in [0, 1] -> the frame (B, 3, H, W) in [0, 1]."""
+
+    def __init__(self, cfg: RefinerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.taps = (2 * cfg.reach + 1) ** 2
+        layers: list[nn.Module] = [nn.Conv2d(6, cfg.width, 3, padding=1), nn.SiLU()]
+        for _ in range(cfg.layers - 1):
+            layers += [nn.Conv2d(cfg.width, cfg.width, 3, padding=1), nn.SiLU()]
+        layers.append(nn.Conv2d(cfg.width, self.taps + 1, 3, padding=1))
+        nn.init.zeros_(layers[-1].weight)  # the untrained refiner passes the fresh drawing through
+        nn.init.zeros_(layers[-1].bias)
+        with torch.no_grad():
+            layers[-1].bias[-1] = 4.0
+        self.weights = nn.Sequential(*layers)
+
+    def forward(self, previous: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+        """See the class docstring; the output is a convex mix of the inputs' pixels."""
+        B, _, H, W = previous.shape
+        weights = self.weights(torch.cat([previous, fresh], 1) * 2 - 1).softmax(1)  # (B, taps + 1, H, W)
+        side = 2 * self.cfg.reach + 1
+        padded = F.pad(previous, (self.cfg.reach,) * 4, mode="replicate")  # (B, 3, H + side - 1, W + side - 1)
+        near = F.unfold(padded, side).view(B, 3, self.taps, H, W)  # (B, 3, taps, H, W): each pixel's neighbours
+        return (near * weights[:, None, :-1]).sum(2) + fresh * weights[:, -1:]  # (B, 3, H, W)
+
+
+def pixels(frames: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]."""
+    return frames.to(device).permute(0, 3, 1, 2).float() / 255
+
+
+class ChainSampler:
+    """Training runs for the refiner: `run` consecutive frames of one episode with the frame before them. The
+    first `chains` runs of a batch continue chains: each starts where that chain's last run ended, over the
+    refiner's own drawing of the frame before (`update`), until its episode ends or, with chance `restart`, a new
+    chain starts on a real frame; so chains of every age up to hundreds of frames are trained. The other runs
+    start over real frames, with Gaussian noise of up to `noise` (0..1 scale) standing for a drawing's errors."""
+
+    def __init__(self, frames: torch.Tensor, fresh: torch.Tensor, episode_start: torch.Tensor, run: int,
+                 runs: int, chains: int, generator: torch.Generator, noise: float = 0.03, restart: float = 0.02):
+        self.frames, self.fresh = frames, fresh  # (F, H, W, 3) uint8 each: the real frames, the tokenizer's drawings
+        self.episode_start, self.run, self.runs, self.chains = episode_start, run, runs, min(chains, runs)
+        self.generator, self.noise, self.restart = generator, noise, restart
+        index = torch.arange(len(frames) - run)
+        # a run may start at s when frame s - 1 and frames s .. s + run - 1 are all of one episode
+        self.starts = index[(episode_start[index] != index) & (episode_start[index + run] == episode_start[index])]
+        if not len(self.starts):
+            raise ValueError(f"no episode has {run + 1} frames: the refiner needs longer episodes (or a shorter "
+                             "--refiner-run)")
+        self.chain_at = self._random_starts(self.chains)  # (chains,) first frame of each chain's next run
+        self.chain_drawn: torch.Tensor | None = None  # (chains, 3, H, W) drawing of the frame before it
+
+    def _random_starts(self, count: int) -> torch.Tensor:
+        return self.starts[torch.randint(len(self.starts), (count,), generator=self.generator)]
+
+    def sample(self, device: str | torch.device) -> dict[str, torch.Tensor]:
+        """real, fresh (runs, run + 1, 3, H, W) in [0, 1] (index 0 is the frame before the run); previous
+        (runs, 3, H, W): what each run's first frame is drawn over."""
+        starts = torch.cat([self.chain_at, self._random_starts(self.runs - self.chains)])  # (runs,)
+        index = starts[:, None] + torch.arange(-1, self.run)[None]  # (runs, run + 1)
+        real = pixels(self.frames[index.flatten()], device).unflatten(0, index.shape)  # (runs, run + 1, 3, H, W)
+        fresh = pixels(self.fresh[index.flatten()], device).unflatten(0, index.shape)
+        sigma = torch.rand(len(starts), 1, 1, 1, generator=self.generator).to(device) * self.noise
+        previous = (real[:, 0] + sigma * torch.randn(real[:, 0].shape, generator=self.generator).to(device))
+        previous = previous.clamp(0, 1)  # (runs, 3, H, W)
+        if self.chain_drawn is not None:
+            previous = torch.cat([self.chain_drawn.to(device), previous[self.chains :]])
+        return {"real": real, "fresh": fresh, "previous": previous}
+
+    def update(self, last: torch.Tensor) -> None:
+        """Continue the chains after a batch: `last` (runs, 3, H, W) holds each run's drawing of its last frame."""
+        following = self.chain_at + self.run  # (chains,)
+        end = (following + self.run).clamp(max=len(self.frames) - 1)
+        goes_on = ((following + self.run < len(self.frames)) & (self.episode_start[end] == self.episode_start[
+            self.chain_at]) & (torch.rand(self.chains, generator=self.generator) >= self.restart))  # (chains,)
+        fresh_starts = self._random_starts(self.chains)
+        self.chain_at = torch.where(goes_on, following, fresh_starts)
+        real_before = pixels(self.frames[self.chain_at - 1])  # (chains, 3, H, W)
+        self.chain_drawn = torch.where(goes_on[:, None, None, None], last[: self.chains].detach().cpu(), real_before)
+
+
+def refiner_loss(refiner: Refiner, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """L1 + squared error of runs drawn frame by frame over their own drawings (gradients flow through the run)
+    -> (loss, named floats to log, the drawings of each run's last frame (runs, 3, H, W), detached)."""
+    real, fresh, previous = batch["real"], batch["fresh"], batch["previous"]
+    loss, squared = 0.0, 0.0
+    for t in range(1, real.shape[1]):
+        drawn = refiner(previous, fresh[:, t])  # (runs, 3, H, W)
+        error = drawn - real[:, t]
+        loss = loss + error.square().mean() + error.abs().mean()
+        squared += error.detach().square().mean().item()
+        previous = drawn
+    steps = real.shape[1] - 1
+    mse = squared / steps
+    return loss / steps, {"loss": loss.item() / steps, "psnr": -10 * float(np.log10(max(mse, 1e-10)))}, \
+        previous.detach()
