@@ -25,7 +25,7 @@ from rich.table import Table
 from dreamworld import checkpoint as ckpt
 from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
-from dreamworld.termination import TransitionSampler, reconstruct, termination_loss
+from dreamworld.termination import TransitionSampler, drawings, reconstruct, termination_loss
 from dreamworld.train import TrainConfig, encode_frames
 
 
@@ -59,8 +59,8 @@ def time_steps(args: Args, flush: bool) -> list[float]:
     if model.termination is None:
         raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' head: it has no CNN to train")
     cfg = TrainConfig()
-    frames = reconstruct(model, encode_frames(model, steps.frames, progress=False), torch.from_numpy(steps.frames),
-                         steps.episode_start)
+    fresh = drawings(model.tokenizer, encode_frames(model, steps.frames, progress=False))
+    frames = reconstruct(model, fresh, torch.from_numpy(steps.frames), steps.episode_start)
     sampler = TransitionSampler(frames, steps.ends, steps.valid, cfg.end_share, torch.Generator().manual_seed(0),
                                 near=cfg.termination_near)
     net = model.termination.train()

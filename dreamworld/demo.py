@@ -76,16 +76,20 @@ def collect_mixed(env_id: str, data: str | Path, random_steps: int, scripted_ste
     return EpisodeDataset(data)
 
 
-def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str) -> dict:
-    """Train the tiny world model into `run`: from scratch, resumed after an interruption, or not at all when a
-    finished one is there. Returns train()'s summary ({} when it was already done)."""
+def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str, refiner: bool = False) -> dict:
+    """Train the tiny world model (with a refiner, refiner.py, if asked) into `run`: from scratch, resumed after an
+    interruption, or not at all when a finished one is there. Returns train()'s summary ({} when it was already
+    done)."""
     from .presets import preset
+    from .refiner import RefinerConfig
     from .train import train
 
     if run.exists() and not (run / ckpt.TRAIN_STATE).exists():
         shutil.rmtree(run)  # stopped before its first checkpoint: start again
     if not run.exists():
-        return train(str(data), str(run), preset("tiny"), train_cfg, wandb=wandb)
+        model_cfg = preset("tiny")
+        model_cfg.refiner = RefinerConfig() if refiner else None
+        return train(str(data), str(run), model_cfg, train_cfg, wandb=wandb)
     if ckpt.load_train_state(run)["phase"] == "done":
         return {}
     return train(str(data), str(run), preset("tiny"), train_cfg, resume=True, wandb=wandb)

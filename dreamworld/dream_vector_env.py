@@ -3,7 +3,8 @@
 Every step feeds all N current frames and actions through the dynamics transformer at once (its sliding KV
 cache keeps the cost and memory of a step flat), samples the next frames' tokens and decodes them to pixels in
 one call too (with `obs_type="latent"` it returns the FSQ codes; it decodes them anyway when the world model
-reads terminations off the drawn frames, termination.py, and skips the decoder when it does not).
+reads terminations off the drawn frames, termination.py, or draws each frame over the last, refiner.py, and skips
+the decoder when it does neither).
 
 Per-dream resets inside the batch. The cache is a list of (N, heads, L, head_dim) tensors shared by the batch,
 with one frame counter (the rotary position of the next frame). Every dream starts from a full context of
@@ -180,7 +181,8 @@ class DreamVectorEnv(VectorEnv):
     checkpoint: run directory (config.json + model.safetensors [+ starts.safetensors]);
     data: episode dataset to draw start contexts from (default: starts.safetensors of the checkpoint);
     obs_type: "pixels" (uint8 (H, W, 3) frames) or "latent" (float32 (N, dims) FSQ codes of the frame's N tokens,
-    row-major over the token grid, in [-1, 1]; pixels are decoded only for a termination CNN or rendering);
+    row-major over the token grid, in [-1, 1]; pixels are decoded only for a termination CNN, a refiner or
+    rendering);
     temperature: sampling temperature of the next frame's tokens, 0 for the most likely ones (default 1.0, the
     distribution the model learned);
     max_episode_steps: dreams are truncated after this many steps;

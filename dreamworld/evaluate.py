@@ -119,9 +119,11 @@ def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[in
     frame after a right one)."""
     after = np.concatenate([ds.episode(i)["frames"][1::every] for i in episodes])[:frames]  # (F, H, W, 3)
     before = np.concatenate([ds.episode(i)["frames"][:-1:every] for i in episodes])[:frames]
-    drawn = [model.tokenizer.to_uint8(model.draw_over_real(
-             model.encode(torch.from_numpy(after[i : i + 128])), torch.from_numpy(before[i : i + 128]),
-             torch.ones(len(after[i : i + 128]), dtype=torch.bool))).cpu() for i in range(0, len(after), 128)]
+    drawn = []
+    for i in range(0, len(after), 128):
+        fresh = model.tokenizer.decode(model.encode(torch.from_numpy(after[i : i + 128])))  # (b, 3, H, W)
+        drawn.append(model.tokenizer.to_uint8(model.draw_over_real(
+            fresh, torch.from_numpy(before[i : i + 128]), torch.ones(len(fresh), dtype=torch.bool))).cpu())
     return psnr(torch.cat(drawn), after)
 
 
@@ -134,7 +136,8 @@ def chain_reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: l
     for i in episodes:
         episode = torch.from_numpy(ds.episode(i)["frames"][: frames + 1])  # (S + 1, H, W, 3)
         tokens, previous = model.encode(episode[1:]), episode[:1]
-        previous = model.draw_over_real(tokens[:1], previous, torch.ones(1, dtype=torch.bool))  # (1, 3, H, W)
+        previous = model.draw_over_real(model.tokenizer.decode(tokens[:1]), previous,
+                                        torch.ones(1, dtype=torch.bool))  # (1, 3, H, W)
         drawn.append(previous)
         for t in range(1, len(tokens)):
             previous = model.draw(tokens[t : t + 1], previous)  # (1, 3, H, W)
@@ -161,7 +164,8 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
         tokens = model.encode(frames)  # (S+1, N)
         actions = model.actions_tensor(ep["actions"])
         if model.termination is not None:  # frames drawn as a dream draws them after a right one
-            drawn = model.draw_over_real(tokens, frames.roll(1, 0), torch.arange(len(frames)) > 0)  # (S+1, 3, H, W)
+            drawn = model.draw_over_real(model.tokenizer.decode(tokens), frames.roll(1, 0),
+                                         torch.arange(len(frames)) > 0)  # (S+1, 3, H, W)
         for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
             e = min(s + T, len(actions))
             _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
@@ -222,8 +226,10 @@ def log_reconstructions(model: WorldModel, frames: np.ndarray, episode_start: to
     index = torch.from_numpy(np.linspace(1, len(frames) - 1, 8).astype(int))  # (8,)
     pick = torch.from_numpy(frames[index.numpy()])  # (8, H, W, 3)
     tokens = model.encode(pick)  # (8, N)
-    drawn = (model.draw_over_real(tokens, torch.from_numpy(frames[(index - 1).numpy()]),
-                                  episode_start[index] != index) if refined else model.tokenizer.decode(tokens))
+    drawn = model.tokenizer.decode(tokens)  # (8, 3, H, W)
+    if refined:
+        before = torch.from_numpy(frames[(index - 1).numpy()])  # (8, H, W, 3)
+        drawn = model.draw_over_real(drawn, before, episode_start[index] != index)
     key = "train/refiner/drawings" if refined else "train/tokenizer/reconstructions"
     tracker.image(key, np.concatenate([np.concatenate(pick.numpy(), 1),
                                        np.concatenate(model.tokenizer.to_uint8(drawn).cpu().numpy(), 1)], 0), step,

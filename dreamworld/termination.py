@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .refiner import pixels
+from .tokenizer import Tokenizer
+
 if TYPE_CHECKING:
     from .world_model import WorldModel
 
@@ -60,19 +63,26 @@ class TerminationNet(nn.Module):
 
 
 @torch.no_grad()
-def reconstruct(model: WorldModel, tokens: torch.Tensor, frames: torch.Tensor, episode_start: torch.Tensor,
+def drawings(tokenizer: Tokenizer, tokens: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """Tokens (F, N) -> the tokenizer's drawings of them, uint8 (F, H, W, 3) on the CPU."""
+    return torch.cat([tokenizer.decode_uint8(tokens[i : i + batch]).cpu() for i in range(0, len(tokens), batch)])
+
+
+@torch.no_grad()
+def reconstruct(model: WorldModel, fresh: torch.Tensor, frames: torch.Tensor, episode_start: torch.Tensor,
                 batch: int = 512) -> torch.Tensor:
-    """Tokens (F, N) of the frames `frames` (uint8 (F, H, W, 3), episodes laid end to end, each frame's episode
-    starting at `episode_start` (F,)) -> the model's drawing of them, uint8 (F, H, W, 3) on the CPU: what the
-    termination model learns from, frames as a dream shows them rather than the real ones (with a refiner, each
-    drawn over the real frame before it)."""
+    """The tokenizer's drawings `fresh` (uint8 (F, H, W, 3), `drawings`) of the frames `frames` (the same shape,
+    episodes laid end to end, each frame's episode starting at `episode_start` (F,)) -> the model's drawings, uint8
+    (F, H, W, 3) on the CPU: what the termination model learns from, frames as a dream shows them rather than the
+    real ones (with a refiner, each drawn over the real frame before it; without one, `fresh`)."""
+    if model.refiner is None:
+        return fresh
     drawn = []
-    for i in range(0, len(tokens), batch):
-        index = torch.arange(i, min(i + batch, len(tokens)))  # (b,)
-        has_before = episode_start[index] != index
+    for i in range(0, len(fresh), batch):
+        index = torch.arange(i, min(i + batch, len(fresh)))  # (b,)
         drawn.append(model.tokenizer.to_uint8(model.draw_over_real(
-            tokens[index], frames[(index - 1).clamp(min=0)], has_before)).cpu())  # (b, H, W, 3)
-    return torch.cat(drawn)
+            pixels(fresh[index], model.device), frames[(index - 1).clamp(min=0)], episode_start[index] != index)).cpu())
+    return torch.cat(drawn)  # (F, H, W, 3)
 
 
 class TransitionSampler:

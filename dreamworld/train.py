@@ -32,7 +32,7 @@ from .outcome import OutcomeStates, outcome_heads, outcome_loss
 from .phases import RunClock, check_shares, run_phase
 from .precision import Precision, flush_denormals, resolve
 from .refiner import ChainSampler, refiner_loss
-from .termination import TransitionSampler, reconstruct, termination_loss
+from .termination import TransitionSampler, drawings, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
 
@@ -49,7 +49,7 @@ class TrainConfig:
     """optimisation steps for all phases together (split by tokenizer_share, termination_share, outcome_share)"""
     tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer"""
-    refiner_share: float = 0.15
+    refiner_share: float = 0.1
     """share of the budget spent on the refiner (models without one give it to the dynamics)"""
     refiner_runs: int = 8
     """refiner batch: runs of refiner_run consecutive frames"""
@@ -270,12 +270,14 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     if state["phase"] != "done":
         model.tokenizer.requires_grad_(False)
         tokens = encode_frames(model, steps.frames, progress=dist.is_main)
+    if state["phase"] in ("refiner", "termination"):
+        fresh = drawings(model.tokenizer, tokens)  # (F, H, W, 3) the tokenizer's drawings of the frames
     if state["phase"] == "refiner":
-        summary["refiner"] = refiner_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist)
+        summary["refiner"] = refiner_phase(model, steps, fresh, cfg, generator, state, save, tracker, dist)
         state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "termination":
-        sampler = TransitionSampler(reconstruct(model, tokens, frames, steps.episode_start), steps.ends, steps.valid,
+        sampler = TransitionSampler(reconstruct(model, fresh, frames, steps.episode_start), steps.ends, steps.valid,
                                     cfg.end_share, generator, near=cfg.termination_near)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
@@ -320,12 +322,11 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     return summary
 
 
-def refiner_phase(model: WorldModel, steps: Steps, tokens: torch.Tensor, cfg: TrainConfig,
+def refiner_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg: TrainConfig,
                   generator: torch.Generator, state: dict, save: Callable[[dict], None], tracker: Tracker,
                   dist: Distributed) -> dict:
-    """The refiner phase (refiner.py) on the frames of `steps` and the tokenizer's drawings of their `tokens`,
-    the tokenizer frozen; then a strip of its drawings is logged. Returns the phase summary."""
-    fresh = torch.cat([model.tokenizer.decode_uint8(tokens[i : i + 512]).cpu() for i in range(0, len(tokens), 512)])
+    """The refiner phase (refiner.py) on the frames of `steps` and the tokenizer's drawings of them, `fresh` (uint8
+    (F, H, W, 3)), the tokenizer frozen; then a strip of its drawings is logged. Returns the phase summary."""
     sampler = ChainSampler(torch.from_numpy(steps.frames), fresh, steps.episode_start, cfg.refiner_run,
                            cfg.refiner_runs, cfg.refiner_chains, generator)
 

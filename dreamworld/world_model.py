@@ -159,11 +159,11 @@ class WorldModel(nn.Module):
         return self.refiner(previous.to(fresh), fresh)
 
     @torch.no_grad()
-    def draw_over_real(self, tokens: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor) -> torch.Tensor:
-        """Tokens (F, N) -> frames float (F, 3, H, W) in [0, 1] as a dream draws them one step after a right
-        frame: with a refiner, over `before`, the real frames before them (uint8 (F, H, W, 3)), where `has_before`
-        (F,) bool holds (an episode's first frame has none and is drawn from its tokens alone)."""
-        fresh = self.tokenizer.decode(tokens)  # (F, 3, H, W)
+    def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor) -> torch.Tensor:
+        """The tokenizer's drawings `fresh` (float (F, 3, H, W) in [0, 1], `tokenizer.decode`) -> frames float
+        (F, 3, H, W) as a dream draws them one step after a right frame: with a refiner, over `before`, the real
+        frames before them (uint8 (F, H, W, 3)), where `has_before` (F,) bool holds (an episode's first frame has
+        none and keeps its fresh drawing); without one, `fresh` itself."""
         if self.refiner is None:
             return fresh
         real_before = pixels(before, fresh.device)  # (F, 3, H, W)

@@ -1,0 +1,138 @@
+"""The refiner: a convex mix of the previous drawing and the fresh one, that learns to carry a scrolling texture
+over; its chains of training runs; dreams that draw each frame over the last; training with one end to end."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from toy_models import toy_config
+
+from dreamworld.checkpoint import load, save_model
+from dreamworld.envs import collect
+from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, pixels, refiner_loss
+from dreamworld.tokenizer import psnr
+from dreamworld.train import TrainConfig, train
+from dreamworld.world_model import WorldModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_output_mixes_the_inputs_pixels():
+    refiner = Refiner(RefinerConfig(width=8))
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert torch.allclose(refiner(flat, flat), flat)  # a mix of equal values is that value
+    out = refiner(torch.zeros(2, 3, 16, 16), torch.ones(2, 3, 16, 16))  # untrained: mostly the fresh drawing
+    fresh_weight = np.exp(4.0) / (np.exp(4.0) + refiner.taps)
+    assert torch.allclose(out, torch.full_like(out, fresh_weight), atol=1e-6)
+    with torch.no_grad():
+        refiner.weights[-1].bias.normal_(0, 3)
+    out = refiner(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def _scrolling_episodes(episodes: int, length: int, size: int = 16, seed: int = 0):
+    """Episodes of a random texture (random specks in each column) scrolling one pixel left per step, and a
+    blurred drawing of each frame standing in for the tokenizer's: frames, fresh uint8 (F, size, size, 3) and
+    each frame's episode start (F,)."""
+    rng = np.random.default_rng(seed)
+    frames, starts = [], []
+    for e in range(episodes):
+        texture = (rng.random((size, size + length, 1)) < 0.3) * np.array([200, 120, 60]) + 30  # (H, W + L, 3)
+        frames += [texture[:, t : t + size] for t in range(length)]
+        starts += [e * length] * length
+    frames = torch.from_numpy(np.stack(frames).astype(np.uint8))  # (F, H, W, 3)
+    blurred = F.avg_pool2d(pixels(frames), 3, 1, 1)  # (F, 3, H, W)
+    fresh = (blurred * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # (F, H, W, 3)
+    return frames, fresh, torch.tensor(starts)
+
+
+def test_the_refiner_learns_to_carry_a_scrolling_texture_over():
+    torch.manual_seed(0)
+    frames, fresh, starts = _scrolling_episodes(12, 40)
+    sampler = ChainSampler(frames, fresh, starts, run=3, runs=8, chains=4, generator=torch.Generator().manual_seed(0))
+    refiner = Refiner(RefinerConfig(width=16, layers=2))
+    opt = torch.optim.Adam(refiner.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss, _, last = refiner_loss(refiner, sampler.sample("cpu"))
+        sampler.update(last)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    held, held_fresh, _ = _scrolling_episodes(1, 30, seed=1)
+    with torch.no_grad():
+        drawn = refiner(pixels(held[:-1]), pixels(held_fresh[1:]))  # each frame over the real one before
+    refined = (drawn * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    assert psnr(refined, held[1:]) > psnr(held_fresh[1:], held[1:]) + 6
+
+
+def test_chains_continue_within_their_episode_over_the_drawings_they_are_given():
+    frames = torch.arange(50, dtype=torch.uint8)[:, None, None, None].expand(50, 4, 4, 3).clone()  # frame i is i
+    starts = torch.tensor([0] * 10 + [10] * 40)  # episodes of 10 and 40 frames
+    sampler = ChainSampler(frames, frames, starts, run=3, runs=5, chains=2,
+                           generator=torch.Generator().manual_seed(1), noise=0.0, restart=0.0)
+    for _ in range(20):
+        batch = sampler.sample("cpu")
+        index = (batch["real"][:, :, 0, 0, 0] * 255).round().long()  # (runs, run + 1) frame numbers
+        assert (index[:, 1:] - index[:, :-1] == 1).all()
+        assert (starts[index[:, 0]] == starts[index[:, -1]]).all()  # the frame before and the run: one episode
+        marker = torch.rand(5, 3, 4, 4)
+        following = sampler.chain_at + 3
+        sampler.update(marker)
+        goes_on = sampler.chain_at == following
+        assert torch.equal(sampler.chain_drawn[goes_on], marker[:2][goes_on])  # drawn over its own drawing
+        real_before = pixels(frames[sampler.chain_at[~goes_on] - 1])
+        assert torch.equal(sampler.chain_drawn[~goes_on], real_before)  # a new chain starts over a real frame
+    with pytest.raises(ValueError, match="longer episodes"):
+        ChainSampler(frames[:3], frames[:3], torch.zeros(3, dtype=torch.long), 3, 4, 2, torch.Generator())
+
+
+def _refiner_model() -> WorldModel:
+    cfg = toy_config()
+    cfg.refiner = RefinerConfig(width=8, layers=2)
+    torch.manual_seed(0)
+    model = WorldModel(cfg).eval()
+    with torch.no_grad():
+        model.refiner.weights[-1].weight.normal_(0, 0.3)  # an untrained refiner would copy too little to see
+    return model
+
+
+def test_dreams_draw_each_frame_over_the_one_before(tmp_path):
+    model = _refiner_model()
+    frames = torch.randint(0, 256, (3, 4, 64, 64, 3), dtype=torch.uint8)
+    actions = torch.randint(0, 3, (3, 3))
+    state = model.start(frames, actions)
+    assert torch.equal(model.frames(state), frames[:, -1])  # the first frame is the real one
+    before = model.drawn(state).clone()
+    shown, _, _ = model.step(state, torch.tensor([0, 1, 2]))
+    assert torch.equal(shown, model.tokenizer.to_uint8(model.draw(state.tokens, before)))
+    assert not torch.equal(shown, model.tokenizer.decode_uint8(state.tokens))  # not the tokens alone
+    kept = model.drawn(state)[[0, 2]].clone()
+    model.replace_rows(state, torch.tensor([1]), model.start(frames[1:2], actions[1:2]))
+    assert torch.equal(model.frames(state)[1], frames[1, -1]) and torch.equal(model.drawn(state)[[0, 2]], kept)
+    save_model(tmp_path, model)
+    loaded = load(tmp_path)
+    assert loaded.cfg.refiner == model.cfg.refiner
+    all_actions = torch.randint(0, 3, (3, 8))
+    for a, b in zip(model.imagine(frames, all_actions), loaded.imagine(frames, all_actions), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_training_with_a_refiner_end_to_end(tmp_path):
+    data = tmp_path / "cave"
+    collect("Cave", data, 900, policy="mixed", seed=0, num_envs=3, progress=False)
+    cfg = toy_config(context=3)
+    cfg.refiner = RefinerConfig(width=8, layers=2)
+    from dreamworld.envs import EpisodeDataset, space_to_json
+
+    cfg.action_space = space_to_json(EpisodeDataset(data).action_space)
+    summary = train(str(data), str(tmp_path / "run"), cfg,
+                    TrainConfig(steps=120, refiner_share=0.3, tokenizer_batch_size=8, batch_size=8, log_every=5,
+                                warmup_steps=5, holdout=0.34, eval_samples=4), wandb="disabled")
+    assert summary["refiner"]["steps"] == 36
+    assert summary["refiner"]["final_loss"] < summary["refiner"]["first_loss"]
+    metrics = summary["eval"]
+    assert metrics["chain_reconstruction_psnr"] > 0 and metrics["reconstruction_psnr"] > 0
+    assert load(tmp_path / "run").refiner is not None
