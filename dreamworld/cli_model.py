@@ -14,7 +14,7 @@ from .train import TrainConfig
 
 @dataclass
 class TrainArgs:
-    """Train a world model (tokenizer, then termination model, then dynamics) on a dataset."""
+    """Train a world model (tokenizer, then refiner, termination model, dynamics and outcome heads) on a dataset."""
 
     data: str
     """dataset directory (from dreamworld collect)"""

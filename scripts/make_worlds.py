@@ -52,6 +52,10 @@ class MakeWorldsArgs:
     refiner_games: tuple[str, ...] = ("Cave",)
     """games whose world gets a refiner (dreamworld train --refiner): Cave's speckled walls scroll, and no token
     grid holds them frame by frame"""
+    refiner_tokenizer_share: float = 0.3
+    """tokenizer share of the refiner games (the refiner draws the texture, so the tokenizer can take less)"""
+    refiner_termination_share: float = 0.06
+    """termination-CNN share of the refiner games (it learns their endings within a minute)"""
     tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer (on a 2-core CPU: ~3,100 tokenizer then ~1,650 bfloat16
     dynamics steps)"""
@@ -106,9 +110,12 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
     name, work = game.lower(), Path(args.work) / game.lower()
     data, run, agent, report = work / "data", work / "world_model", work / "agent", work / "report"
     ds = collect_mixed(game, data, args.random_steps, args.scripted_steps, seed=args.seed)
-    train_cfg = TrainConfig(minutes=None if args.steps else args.minutes, steps=args.steps,
-                            tokenizer_share=args.tokenizer_share, seed=args.seed)
-    train_or_resume(data, run, train_cfg, args.wandb, refiner=game in args.refiner_games)
+    refiner = game in args.refiner_games
+    train_cfg = TrainConfig(minutes=None if args.steps else args.minutes, steps=args.steps, seed=args.seed)
+    train_cfg.tokenizer_share = args.refiner_tokenizer_share if refiner else args.tokenizer_share
+    if refiner:
+        train_cfg.termination_share = args.refiner_termination_share
+    train_or_resume(data, run, train_cfg, args.wandb, refiner=refiner)
     held = split_episodes(ds, train_cfg.holdout)[1]
     model = ckpt.load(run)
     reference, examples = fidelity(model, ds, held, horizon=16, samples=args.eval_samples, seed=args.seed)
@@ -142,7 +149,8 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
         "data": {"random_steps": args.random_steps, "scripted_steps": args.scripted_steps,
                  "episodes": len(ds), "heldout_episodes": len(held)},
         "training": {"preset": "tiny", "minutes": None if args.steps else args.minutes, "steps": args.steps,
-                     "tokenizer_share": args.tokenizer_share, "refiner": model.refiner is not None,
+                     "tokenizer_share": train_cfg.tokenizer_share, "refiner": refiner,
+                     "termination_share": train_cfg.termination_share,
                      "agent_minutes": args.agent_minutes,
                      "world_model_info": ckpt.read_config(run)[1]},
         "made_with": {"script": "scripts/make_worlds.py", "settings": asdict(args), "dreamworld":
