@@ -163,15 +163,15 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
         frames = torch.from_numpy(ep["frames"])  # (S+1, H, W, 3)
         tokens = model.encode(frames)  # (S+1, N)
         actions = model.actions_tensor(ep["actions"])
-        if model.termination is not None:  # frames drawn as a dream draws them after a right one
-            drawn = model.draw_over_real(model.tokenizer.decode(tokens), frames.roll(1, 0),
-                                         torch.arange(len(frames)) > 0)  # (S+1, 3, H, W)
         for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
             e = min(s + T, len(actions))
             _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
                                                           tokens[None, s + 1 : e + 1])  # (1, e - s, 3), (1, e - s)
             if model.termination is not None:
-                end_logits = model.termination(drawn[s:e], drawn[s + 1 : e + 1])[None]  # (1, e - s)
+                index = torch.arange(s, e + 1)  # (e - s + 1,) drawn as a dream draws them after a right frame
+                fresh = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
+                drawn = model.draw_over_real(fresh, frames[(index - 1).clamp(min=0)], index > 0)
+                end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
         true_r.append(np.sign(ep["rewards"]).astype(int))

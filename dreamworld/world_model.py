@@ -83,8 +83,9 @@ class WorldModel(nn.Module):
     `step` advances them.
 
     `precision` ("float32", or "bfloat16" autocast: about 2x faster dreams on a CPU with native bfloat16) is that of
-    the dynamics in `start`, `predict` and `advance`; set it before starting dreams, as the KV cache takes its
-    dtype. The tokenizer always runs in float32, so frames encode to the tokens the dynamics were trained on.
+    the dynamics in `start`, `predict` and `advance` (and of the refiner's convolutions in `draw`); set it before
+    starting dreams, as the KV cache takes its dtype. The tokenizer always runs in float32, so frames encode to the
+    tokens the dynamics were trained on.
     """
 
     def __init__(self, cfg: WorldModelConfig):
@@ -156,7 +157,8 @@ class WorldModel(nn.Module):
         fresh = self.tokenizer.decode(tokens)  # (B, 3, H, W)
         if self.refiner is None or previous is None:
             return fresh
-        return self.refiner(previous.to(fresh), fresh)
+        with autocast(self.precision, self.device):  # the refiner's convolutions at the dreams' precision
+            return self.refiner(previous.to(fresh), fresh)
 
     @torch.no_grad()
     def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor) -> torch.Tensor:
