@@ -37,9 +37,9 @@ def _shares(cfg: TrainConfig, termination: bool, refiner: bool) -> dict[str, flo
             "outcome": cfg.outcome_share}
 
 
-def check_shares(cfg: TrainConfig) -> None:
-    """Refuse budget shares that are negative or leave the dynamics no time."""
-    shares = _shares(cfg, termination=True, refiner=True)
+def check_shares(cfg: TrainConfig, model: WorldModel) -> None:
+    """Refuse budget shares that are negative or leave `model`'s dynamics no time."""
+    shares = _shares(cfg, model.termination is not None, model.refiner is not None)
     if min(shares.values()) < 0 or shares["dynamics"] <= 0:
         given = {k: v for k, v in shares.items() if k != "dynamics"}
         raise ValueError(f"the budget shares {given} leave the dynamics no time: keep each at 0 or more and their "

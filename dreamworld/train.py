@@ -181,7 +181,6 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
           wandb: str = "offline") -> dict:
     """Train a world model on the dataset `data` into the run directory `out`; returns the summary (rank 0's
     holds the held-out metrics). Under torchrun every rank runs this; they train one model together."""
-    check_shares(cfg)
     flush_denormals()  # on the CPU, gradients near zero otherwise slow steps down up to 24x
     ds, out = EpisodeDataset(data), Path(out)
     dist = Distributed(cfg.device)
@@ -202,6 +201,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         model_cfg.reward_values = _reward_values(ds, train_eps)
         model = WorldModel(model_cfg).to(device)
         state = {"phase": "tokenizer", "global_step": 0}
+    check_shares(cfg, model)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
     if dist.active:
         torch.manual_seed(cfg.seed + dist.rank)

@@ -9,6 +9,7 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
 from dreamworld.envs import collect
+from dreamworld.phases import check_shares
 from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, pixels, refiner_loss
 from dreamworld.tokenizer import psnr
 from dreamworld.train import TrainConfig, train
@@ -136,3 +137,10 @@ def test_training_with_a_refiner_end_to_end(tmp_path):
     metrics = summary["eval"]
     assert metrics["chain_reconstruction_psnr"] > 0 and metrics["reconstruction_psnr"] > 0
     assert load(tmp_path / "run").refiner is not None
+
+
+def test_the_refiner_share_counts_only_for_a_model_with_a_refiner():
+    cfg = TrainConfig(tokenizer_share=0.75)  # + termination 0.1 + outcome 0.08 + refiner 0.1 = 1.03
+    check_shares(cfg, WorldModel(toy_config()))
+    with pytest.raises(ValueError, match="--refiner-share"):
+        check_shares(cfg, _refiner_model())
