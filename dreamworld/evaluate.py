@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from dreamworld.envs import EpisodeDataset
 
 from .media import side_by_side
-from .tokenizer import PSNR_CAP_DB, psnr
+from .tokenizer import PSNR_CAP_DB, pixels, psnr
 from .tracking import Tracker
 from .world_model import WorldModel
 
@@ -119,11 +119,9 @@ def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[in
     frame after a right one)."""
     after = np.concatenate([ds.episode(i)["frames"][1::every] for i in episodes])[:frames]  # (F, H, W, 3)
     before = np.concatenate([ds.episode(i)["frames"][:-1:every] for i in episodes])[:frames]
-    drawn = []
-    for i in range(0, len(after), 128):
-        fresh = model.tokenizer.decode(model.encode(torch.from_numpy(after[i : i + 128])))  # (b, 3, H, W)
-        drawn.append(model.tokenizer.to_uint8(model.draw_over_real(
-            fresh, torch.from_numpy(before[i : i + 128]), torch.ones(len(fresh), dtype=torch.bool))).cpu())
+    drawn = [model.tokenizer.to_uint8(model.draw(model.encode(torch.from_numpy(after[i : i + 128])),
+                                                 pixels(torch.from_numpy(before[i : i + 128])))).cpu()
+             for i in range(0, len(after), 128)]  # each (b, H, W, 3)
     return psnr(torch.cat(drawn), after)
 
 
@@ -135,11 +133,8 @@ def chain_reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: l
     real, drawn = [], []
     for i in episodes:
         episode = torch.from_numpy(ds.episode(i)["frames"][: frames + 1])  # (S + 1, H, W, 3)
-        tokens, previous = model.encode(episode[1:]), episode[:1]
-        previous = model.draw_over_real(model.tokenizer.decode(tokens[:1]), previous,
-                                        torch.ones(1, dtype=torch.bool))  # (1, 3, H, W)
-        drawn.append(previous)
-        for t in range(1, len(tokens)):
+        tokens, previous = model.encode(episode[1:]), pixels(episode[:1])  # (S, N), (1, 3, H, W)
+        for t in range(len(tokens)):
             previous = model.draw(tokens[t : t + 1], previous)  # (1, 3, H, W)
             drawn.append(previous)
         real.append(episode[1:])

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tokenizer import pixels
+
 
 @dataclass
 class RefinerConfig:
@@ -68,11 +70,6 @@ class Refiner(nn.Module):
             dy, dx = divmod(tap, side)
             out = out + padded[:, :, dy : dy + H, dx : dx + W] * weights[:, tap : tap + 1]
         return out
-
-
-def pixels(frames: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]."""
-    return frames.to(device).permute(0, 3, 1, 2).float() / 255
 
 
 class ChainSampler:

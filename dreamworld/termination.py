@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .refiner import pixels
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, pixels
 
 if TYPE_CHECKING:
     from .world_model import WorldModel
@@ -109,10 +108,8 @@ class TransitionSampler:
             if len(pool):
                 idx[pick] = pool[torch.randint(len(pool), (int(pick.sum()),), generator=g)]
 
-        def pixels(i: torch.Tensor) -> torch.Tensor:
-            return self.frames[i].to(device).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
-
-        return {"before": pixels(idx), "after": pixels(idx + 1), "ends": self.ends[idx].float().to(device)}
+        return {"before": pixels(self.frames[idx], device), "after": pixels(self.frames[idx + 1], device),
+                "ends": self.ends[idx].float().to(device)}
 
 
 def _steps_before(end_steps: torch.Tensor, ongoing: torch.Tensor, near: int) -> torch.Tensor:

@@ -254,6 +254,11 @@ class Tokenizer(nn.Module):
         return total, stats
 
 
+def pixels(frames: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+    """uint8 frames (B, H, W, 3) -> float (B, 3, H, W) in [0, 1] on `device` (the inverse of `Tokenizer.to_uint8`)."""
+    return frames.to(device).permute(0, 3, 1, 2).float() / 255
+
+
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     """Mean over frames of the per-frame PSNR (dB) of two uint8 stacks (..., H, W, C) on the 0..255 scale.
 

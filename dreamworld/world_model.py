@@ -13,9 +13,9 @@ from dreamworld.envs import space_from_json
 
 from .dynamics import Dynamics, DynamicsConfig, KVCache
 from .precision import autocast
-from .refiner import Refiner, RefinerConfig, pixels
+from .refiner import Refiner, RefinerConfig
 from .termination import TerminationConfig, TerminationNet
-from .tokenizer import Tokenizer, TokenizerConfig
+from .tokenizer import Tokenizer, TokenizerConfig, pixels
 
 
 @dataclass
@@ -157,8 +157,12 @@ class WorldModel(nn.Module):
         fresh = self.tokenizer.decode(tokens)  # (B, 3, H, W)
         if self.refiner is None or previous is None:
             return fresh
-        with autocast(self.precision, self.device):  # the refiner's convolutions at the dreams' precision
-            return self.refiner(previous.to(fresh), fresh)
+        return self._refine(previous.to(fresh), fresh)
+
+    def _refine(self, previous: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+        """The refiner over `previous` and `fresh` (float (B, 3, H, W) each), its convolutions at `precision`."""
+        with autocast(self.precision, self.device):
+            return self.refiner(previous, fresh)
 
     @torch.no_grad()
     def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor) -> torch.Tensor:
@@ -169,7 +173,7 @@ class WorldModel(nn.Module):
         if self.refiner is None:
             return fresh
         real_before = pixels(before, fresh.device)  # (F, 3, H, W)
-        return self.refiner(torch.where(has_before.to(fresh.device)[:, None, None, None], real_before, fresh), fresh)
+        return self._refine(torch.where(has_before.to(fresh.device)[:, None, None, None], real_before, fresh), fresh)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):

@@ -10,8 +10,8 @@ from toy_models import toy_config
 from dreamworld.checkpoint import load, save_model
 from dreamworld.envs import collect
 from dreamworld.phases import check_shares
-from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, pixels, refiner_loss
-from dreamworld.tokenizer import psnr
+from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, refiner_loss
+from dreamworld.tokenizer import pixels, psnr
 from dreamworld.train import TrainConfig, train
 from dreamworld.world_model import WorldModel
 
