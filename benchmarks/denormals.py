@@ -60,7 +60,7 @@ def time_steps(args: Args, flush: bool) -> list[float]:
         raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' head: it has no CNN to train")
     cfg = TrainConfig()
     fresh = drawings(model.tokenizer, encode_frames(model, steps.frames, progress=False))
-    frames = reconstruct(model, fresh, torch.from_numpy(steps.frames), steps.episode_start)
+    frames = reconstruct(model, fresh, torch.from_numpy(steps.frames), steps.episode_start, steps.actions)
     sampler = TransitionSampler(frames, steps.ends, steps.valid, cfg.end_share, torch.Generator().manual_seed(0),
                                 near=cfg.termination_near)
     net = model.termination.train()

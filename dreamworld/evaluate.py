@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from dreamworld.envs import EpisodeDataset
 
+from .data import Steps
 from .media import side_by_side
 from .tokenizer import PSNR_CAP_DB, pixels, psnr
 from .tracking import Tracker
@@ -119,8 +120,10 @@ def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[in
     frame after a right one)."""
     after = np.concatenate([ds.episode(i)["frames"][1::every] for i in episodes])[:frames]  # (F, H, W, 3)
     before = np.concatenate([ds.episode(i)["frames"][:-1:every] for i in episodes])[:frames]
+    actions = np.concatenate([ds.episode(i)["actions"][::every] for i in episodes])[:frames]  # (F, ...) between
     drawn = [model.tokenizer.to_uint8(model.draw(model.encode(torch.from_numpy(after[i : i + 128])),
-                                                 pixels(torch.from_numpy(before[i : i + 128])))).cpu()
+                                                 pixels(torch.from_numpy(before[i : i + 128])),
+                                                 actions[i : i + 128])).cpu()
              for i in range(0, len(after), 128)]  # each (b, H, W, 3)
     return psnr(torch.cat(drawn), after)
 
@@ -132,10 +135,11 @@ def chain_reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: l
     the drawing before, from the real first frame on, as a dream that dreamed every token right would draw them."""
     real, drawn = [], []
     for i in episodes:
-        episode = torch.from_numpy(ds.episode(i)["frames"][: frames + 1])  # (S + 1, H, W, 3)
+        ep = ds.episode(i)
+        episode = torch.from_numpy(ep["frames"][: frames + 1])  # (S + 1, H, W, 3)
         tokens, previous = model.encode(episode[1:]), pixels(episode[:1])  # (S, N), (1, 3, H, W)
         for t in range(len(tokens)):
-            previous = model.draw(tokens[t : t + 1], previous)  # (1, 3, H, W)
+            previous = model.draw(tokens[t : t + 1], previous, ep["actions"][t : t + 1])  # (1, 3, H, W)
             drawn.append(previous)
         real.append(episode[1:])
         frames -= len(tokens)
@@ -165,7 +169,8 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
             if model.termination is not None:
                 index = torch.arange(s, e + 1)  # (e - s + 1,) drawn as a dream draws them after a right frame
                 fresh = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
-                drawn = model.draw_over_real(fresh, frames[(index - 1).clamp(min=0)], index > 0)
+                before = (index - 1).clamp(min=0)  # (e - s + 1,)
+                drawn = model.draw_over_real(fresh, frames[before], index > 0, actions[before])
                 end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
@@ -214,17 +219,16 @@ def plot_psnr(metrics: dict, path: Path) -> Path:
     return path
 
 
-def log_reconstructions(model: WorldModel, frames: np.ndarray, episode_start: torch.Tensor, tracker: Tracker,
-                        step: int, refined: bool = False) -> None:
-    """A strip of real frames (uint8 (F, H, W, 3), episodes laid end to end, each starting at `episode_start`)
-    over the tokenizer's drawings of them, or with `refined` the refiner's (each over the real frame before)."""
-    index = torch.from_numpy(np.linspace(1, len(frames) - 1, 8).astype(int))  # (8,)
-    pick = torch.from_numpy(frames[index.numpy()])  # (8, H, W, 3)
+def log_reconstructions(model: WorldModel, steps: Steps, tracker: Tracker, step: int, refined: bool = False) -> None:
+    """A strip of real frames of `steps` over the tokenizer's drawings of them, or with `refined` the refiner's
+    (each over the real frame before)."""
+    index = torch.from_numpy(np.linspace(1, len(steps.frames) - 1, 8).astype(int))  # (8,)
+    pick = torch.from_numpy(steps.frames[index.numpy()])  # (8, H, W, 3)
     tokens = model.encode(pick)  # (8, N)
     drawn = model.tokenizer.decode(tokens)  # (8, 3, H, W)
     if refined:
-        before = torch.from_numpy(frames[(index - 1).numpy()])  # (8, H, W, 3)
-        drawn = model.draw_over_real(drawn, before, episode_start[index] != index)
+        before = torch.from_numpy(steps.frames[(index - 1).numpy()])  # (8, H, W, 3)
+        drawn = model.draw_over_real(drawn, before, steps.episode_start[index] != index, steps.actions[index - 1])
     key = "train/refiner/drawings" if refined else "train/tokenizer/reconstructions"
     tracker.image(key, np.concatenate([np.concatenate(pick.numpy(), 1),
                                        np.concatenate(model.tokenizer.to_uint8(drawn).cpu().numpy(), 1)], 0), step,

@@ -8,7 +8,9 @@ shapes, blurry texture) and the previous frame as drawn, and predicts for every 
 previous frame's pixels within `reach` of it and the fresh pixel. The output is their weighted mean: it keeps or
 moves what was there, and takes the fresh drawing where something new appears (a wall column entering at the edge,
 the ship's old place). A mean never amplifies errors, so long chains of drawings stay stable (a kernel-predicting
-decoder, as in Niklaus et al. 2017 for frame interpolation).
+decoder, as in Niklaus et al. 2017 for frame interpolation). The convolutions also read the action that led to the
+frame: the player's move is then known rather than guessed from a blurry drawing. Without it Cave's ship, which
+moves 2 px a step up, down or not at all, came out as a faint blend of the three.
 
 The tokenizer is trained first and frozen: its tokens keep describing whole frames, which the dynamics and the
 agents read. (Training both together let the tokens collapse to ~15 codes, as the copy did the work.) The refiner
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dynamics import ActionEmbedding
 from .tokenizer import pixels
 
 
@@ -38,14 +42,20 @@ class RefinerConfig:
     """3x3 convolutions before the one that predicts the weights (receptive field 2 * layers + 3 pixels)"""
     reach: int = 2
     """how far (pixels) a pixel of the previous frame can move in one step; larger moves are drawn fresh"""
+    actions: bool = True
+    """the convolutions also read the action that led to each frame (refiners saved before this field read none)"""
 
 
 class Refiner(nn.Module):
-    """(previous drawing, fresh drawing) float (B, 3, H, W) in [0, 1] -> the frame (B, 3, H, W) in [0, 1]."""
+    """(previous drawing, fresh drawing) float (B, 3, H, W) in [0, 1] and the actions (B, ...) that led to the
+    frames -> the frames (B, 3, H, W) in [0, 1]."""
 
-    def __init__(self, cfg: RefinerConfig):
+    def __init__(self, cfg: RefinerConfig, action_space: gym.Space):
         super().__init__()
         self.cfg = cfg
+        self.action = ActionEmbedding(action_space, cfg.width) if cfg.actions else None  # added after the first conv
+        if self.action is not None:
+            nn.init.zeros_(self.action.embed.weight)  # learned from zero, as the weights below
         self.taps = (2 * cfg.reach + 1) ** 2
         layers: list[nn.Module] = [nn.Conv2d(6, cfg.width, 3, padding=1), nn.SiLU()]
         for _ in range(cfg.layers - 1):
@@ -57,11 +67,17 @@ class Refiner(nn.Module):
             layers[-1].bias[-1] = 4.0
         self.weights = nn.Sequential(*layers)
 
-    def forward(self, previous: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    def forward(self, previous: torch.Tensor, fresh: torch.Tensor, actions: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """See the class docstring; the output is a convex mix of the inputs' pixels. Under bfloat16 autocast only
         the weights' convolutions run in bfloat16; the softmax and the mix stay in float32."""
         H, W = previous.shape[-2:]
-        logits = self.weights(torch.cat([previous, fresh], 1) * 2 - 1)  # (B, taps + 1, H, W)
+        features = self.weights[0](torch.cat([previous, fresh], 1) * 2 - 1)  # (B, width, H, W)
+        if self.action is not None:
+            if actions is None:
+                raise ValueError("this refiner reads the action that led to each frame: pass `actions`")
+            features = features + self.action(actions)[:, :, None, None].to(features.dtype)  # (B, width, 1, 1)
+        logits = self.weights[1:](features)  # (B, taps + 1, H, W)
         weights = logits.float().softmax(1)
         side = 2 * self.cfg.reach + 1
         padded = F.pad(previous, (self.cfg.reach,) * 4, mode="replicate")  # (B, 3, H + side - 1, W + side - 1)
@@ -77,11 +93,14 @@ class ChainSampler:
     first `chains` runs of a batch continue chains: each starts where that chain's last run ended, over the
     refiner's own drawing of the frame before (`update`), until its episode ends or, with chance `restart`, a new
     chain starts on a real frame; so chains of every age up to hundreds of frames are trained. The other runs
-    start over real frames, with Gaussian noise of up to `noise` (0..1 scale) standing for a drawing's errors."""
+    start over real frames, with Gaussian noise of up to `noise` (0..1 scale) standing for a drawing's errors.
+    `actions` (F, ...) holds the action taken at each frame (`Steps.actions`)."""
 
-    def __init__(self, frames: torch.Tensor, fresh: torch.Tensor, episode_start: torch.Tensor, run: int,
-                 runs: int, chains: int, generator: torch.Generator, noise: float = 0.03, restart: float = 0.02):
+    def __init__(self, frames: torch.Tensor, fresh: torch.Tensor, actions: torch.Tensor, episode_start: torch.Tensor,
+                 run: int, runs: int, chains: int, generator: torch.Generator, noise: float = 0.03,
+                 restart: float = 0.02):
         self.frames, self.fresh = frames, fresh  # (F, H, W, 3) uint8 each: the real frames, the tokenizer's drawings
+        self.actions = actions  # (F, ...)
         self.episode_start, self.run, self.runs, self.chains = episode_start, run, runs, min(chains, runs)
         self.generator, self.noise, self.restart = generator, noise, restart
         index = torch.arange(len(frames) - run)
@@ -97,8 +116,9 @@ class ChainSampler:
         return self.starts[torch.randint(len(self.starts), (count,), generator=self.generator)]
 
     def sample(self, device: str | torch.device) -> dict[str, torch.Tensor]:
-        """real, fresh (runs, run + 1, 3, H, W) in [0, 1] (index 0 is the frame before the run); previous
-        (runs, 3, H, W): what each run's first frame is drawn over."""
+        """real, fresh (runs, run + 1, 3, H, W) in [0, 1] (index 0 is the frame before the run); actions
+        (runs, run, ...): the ones that led to frames 1..run; previous (runs, 3, H, W): what each run's first frame
+        is drawn over."""
         starts = torch.cat([self.chain_at, self._random_starts(self.runs - self.chains)])  # (runs,)
         index = starts[:, None] + torch.arange(-1, self.run)[None]  # (runs, run + 1)
         real = pixels(self.frames[index.flatten()], device).unflatten(0, index.shape)  # (runs, run + 1, 3, H, W)
@@ -108,7 +128,7 @@ class ChainSampler:
         previous = previous.clamp(0, 1)  # (runs, 3, H, W)
         if self.chain_drawn is not None:
             previous = torch.cat([self.chain_drawn.to(device), previous[self.chains :]])
-        return {"real": real, "fresh": fresh, "previous": previous}
+        return {"real": real, "fresh": fresh, "actions": self.actions[index[:, :-1]].to(device), "previous": previous}
 
     def update(self, last: torch.Tensor) -> None:
         """Continue the chains after a batch: `last` (runs, 3, H, W) holds each run's drawing of its last frame."""
@@ -128,7 +148,7 @@ def refiner_loss(refiner: Refiner, batch: dict[str, torch.Tensor]) -> tuple[torc
     real, fresh, previous = batch["real"], batch["fresh"], batch["previous"]
     loss, squared = 0.0, 0.0
     for t in range(1, real.shape[1]):
-        drawn = refiner(previous, fresh[:, t])  # (runs, 3, H, W)
+        drawn = refiner(previous, fresh[:, t], batch["actions"][:, t - 1])  # (runs, 3, H, W)
         error = drawn - real[:, t]
         loss = loss + error.square().mean() + error.abs().mean()
         squared += error.detach().square().mean().item()

@@ -69,9 +69,10 @@ def drawings(tokenizer: Tokenizer, tokens: torch.Tensor, batch: int = 512) -> to
 
 @torch.no_grad()
 def reconstruct(model: WorldModel, fresh: torch.Tensor, frames: torch.Tensor, episode_start: torch.Tensor,
-                batch: int = 512) -> torch.Tensor:
+                actions: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """The tokenizer's drawings `fresh` (uint8 (F, H, W, 3), `drawings`) of the frames `frames` (the same shape,
-    episodes laid end to end, each frame's episode starting at `episode_start` (F,)) -> the model's drawings, uint8
+    episodes laid end to end, each frame's episode starting at `episode_start` (F,), `actions` (F, ...) the action
+    taken at each frame, `Steps.actions`) -> the model's drawings, uint8
     (F, H, W, 3) on the CPU: what the termination model learns from, frames as a dream shows them rather than the
     real ones (with a refiner, each drawn over the real frame before it; without one, `fresh`)."""
     if model.refiner is None:
@@ -79,8 +80,9 @@ def reconstruct(model: WorldModel, fresh: torch.Tensor, frames: torch.Tensor, ep
     drawn = []
     for i in range(0, len(fresh), batch):
         index = torch.arange(i, min(i + batch, len(fresh)))  # (b,)
+        before = (index - 1).clamp(min=0)  # (b,) the frame before each, and the action taken there
         drawn.append(model.tokenizer.to_uint8(model.draw_over_real(
-            pixels(fresh[index], model.device), frames[(index - 1).clamp(min=0)], episode_start[index] != index)).cpu())
+            pixels(fresh[index], model.device), frames[before], episode_start[index] != index, actions[before])).cpu())
     return torch.cat(drawn)  # (F, H, W, 3)
 
 

@@ -261,7 +261,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                  "global_step": state["global_step"]}
         save(state)
         if dist.is_main:
-            log_reconstructions(model, steps.frames, steps.episode_start, tracker, state["global_step"])
+            log_reconstructions(model, steps, tracker, state["global_step"])
     if state["phase"] == "termination" and model.termination is None:
         state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
     if state["phase"] == "outcome" and cfg.outcome_share <= 0:  # resumed with the phase switched off
@@ -277,8 +277,9 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "termination":
-        sampler = TransitionSampler(reconstruct(model, fresh, frames, steps.episode_start), steps.ends, steps.valid,
-                                    cfg.end_share, generator, near=cfg.termination_near)
+        drawn = reconstruct(model, fresh, frames, steps.episode_start, steps.actions)  # (F, H, W, 3)
+        sampler = TransitionSampler(drawn, steps.ends, steps.valid, cfg.end_share, generator,
+                                    near=cfg.termination_near)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
@@ -327,7 +328,7 @@ def refiner_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg: Tra
                   dist: Distributed) -> dict:
     """The refiner phase (refiner.py) on the frames of `steps` and the tokenizer's drawings of them, `fresh` (uint8
     (F, H, W, 3)), the tokenizer frozen; then a strip of its drawings is logged. Returns the phase summary."""
-    sampler = ChainSampler(torch.from_numpy(steps.frames), fresh, steps.episode_start, cfg.refiner_run,
+    sampler = ChainSampler(torch.from_numpy(steps.frames), fresh, steps.actions, steps.episode_start, cfg.refiner_run,
                            cfg.refiner_runs, cfg.refiner_chains, generator)
 
     def loss_fn(batch: dict) -> tuple[torch.Tensor, dict]:
@@ -339,7 +340,7 @@ def refiner_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg: Tra
     summary = run_phase("refiner", model, list(model.refiner.parameters()), lambda: net(sampler.sample(dist.device)),
                         cfg.refiner_lr, cfg, state, save, tracker, dist=dist)
     if dist.is_main:
-        log_reconstructions(model, steps.frames, steps.episode_start, tracker, state["global_step"], refined=True)
+        log_reconstructions(model, steps, tracker, state["global_step"], refined=True)
     return summary
 
 

@@ -61,7 +61,8 @@ class WorldModelConfig:
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
         data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
         data["termination"] = TerminationConfig(**data["termination"]) if data.get("termination") else None
-        data["refiner"] = RefinerConfig(**data["refiner"]) if data.get("refiner") else None
+        # refiners saved before they read actions have no "actions" key
+        data["refiner"] = RefinerConfig(**{"actions": False, **data["refiner"]}) if data.get("refiner") else None
         return WorldModelConfig(**data)
 
 
@@ -75,6 +76,7 @@ class DreamState:
     cache: KVCache
     tokens: torch.Tensor  # (B, N) tokens of the current frame
     hidden: torch.Tensor | None = None  # (B, N, C) states of the current frame after `predict`
+    actions: torch.Tensor | None = None  # (B, ...) the actions given to `predict`, which lead to the next frame
     drawn: tuple[torch.Tensor, torch.Tensor] | None = None  # tokens (B, N), their frames float (B, 3, H, W)
 
 
@@ -97,7 +99,7 @@ class WorldModel(nn.Module):
                                  self.action_space, end_head=cfg.termination is None)
         self.termination = (None if cfg.termination is None
                             else TerminationNet(cfg.termination, cfg.tokenizer.image_size))
-        self.refiner = None if cfg.refiner is None else Refiner(cfg.refiner)
+        self.refiner = None if cfg.refiner is None else Refiner(cfg.refiner, self.action_space)
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
         self.precision = "float32"  # of the dynamics in dreams, see the class docstring
 
@@ -151,29 +153,36 @@ class WorldModel(nn.Module):
             state.drawn[1][rows] = self.drawn(fresh)
 
     @torch.no_grad()
-    def draw(self, tokens: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+    def draw(self, tokens: torch.Tensor, previous: torch.Tensor | None = None, actions=None) -> torch.Tensor:
         """Tokens (B, N) -> frames float (B, 3, H, W) in [0, 1]; with a refiner, drawn over `previous` (the frames
-        before them as drawn, float (B, 3, H, W) in [0, 1]; None: from the tokens alone)."""
+        before them as drawn, float (B, 3, H, W) in [0, 1]; None: from the tokens alone) after `actions` (B, ...),
+        the actions that led from them to these."""
         fresh = self.tokenizer.decode(tokens)  # (B, 3, H, W)
         if self.refiner is None or previous is None:
             return fresh
-        return self._refine(previous.to(fresh), fresh)
+        return self._refine(previous.to(fresh), fresh, actions)
 
-    def _refine(self, previous: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
-        """The refiner over `previous` and `fresh` (float (B, 3, H, W) each), its convolutions at `precision`."""
+    def _refine(self, previous: torch.Tensor, fresh: torch.Tensor, actions) -> torch.Tensor:
+        """The refiner over `previous` and `fresh` (float (B, 3, H, W) each) after `actions` (B, ...), its
+        convolutions at `precision`."""
+        if actions is not None:
+            actions = self.actions_tensor(actions)
         with autocast(self.precision, self.device):
-            return self.refiner(previous, fresh)
+            return self.refiner(previous, fresh, actions)
 
     @torch.no_grad()
-    def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor) -> torch.Tensor:
+    def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor,
+                       actions=None) -> torch.Tensor:
         """The tokenizer's drawings `fresh` (float (F, 3, H, W) in [0, 1], `tokenizer.decode`) -> frames float
         (F, 3, H, W) as a dream draws them one step after a right frame: with a refiner, over `before`, the real
-        frames before them (uint8 (F, H, W, 3)), where `has_before` (F,) bool holds (an episode's first frame has
-        none and keeps its fresh drawing); without one, `fresh` itself."""
+        frames before them (uint8 (F, H, W, 3)), after `actions` (F, ...), where `has_before` (F,) bool holds (an
+        episode's first frame has none and keeps its fresh drawing); without one, `fresh` itself."""
         if self.refiner is None:
             return fresh
         real_before = pixels(before, fresh.device)  # (F, 3, H, W)
-        return self._refine(torch.where(has_before.to(fresh.device)[:, None, None, None], real_before, fresh), fresh)
+        has_before = has_before.to(fresh.device)[:, None, None, None]  # (F, 1, 1, 1)
+        drawn = self._refine(torch.where(has_before, real_before, fresh), fresh, actions)
+        return torch.where(has_before, drawn, fresh)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
@@ -201,7 +210,8 @@ class WorldModel(nn.Module):
         digit logits (B, N, sum(levels)). The caller samples the next tokens from them and passes them to
         `advance` (and decodes them only if it needs pixels)."""
         with autocast(self.precision, self.device):
-            state.hidden = self.dynamics.step(state.tokens, self.actions_tensor(actions), state.cache)  # (B, N, C)
+            state.actions = self.actions_tensor(actions)  # (B, ...)
+            state.hidden = self.dynamics.step(state.tokens, state.actions, state.cache)  # (B, N, C)
             return self.dynamics.token_logits(state.hidden).float()
 
     @torch.no_grad()
@@ -214,7 +224,7 @@ class WorldModel(nn.Module):
             reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
         if self.termination is not None or self.refiner is not None:
             before = self.drawn(state)  # (B, 3, H, W)
-            state.drawn = (next_tokens.clone(), self.draw(next_tokens, before))
+            state.drawn = (next_tokens.clone(), self.draw(next_tokens, before, state.actions))
             if self.termination is not None:
                 end_logits = self.termination(before, state.drawn[1])
         state.tokens, state.hidden = next_tokens, None
