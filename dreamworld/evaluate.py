@@ -169,7 +169,7 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
             if model.termination is not None:
                 index = torch.arange(s, e + 1)  # (e - s + 1,) drawn as a dream draws them after a right frame
                 fresh = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
-                before = (index - 1).clamp(min=0)  # (e - s + 1,)
+                before = (index - 1).clamp(min=0)  # (e - s + 1,) the first frame stands for itself
                 drawn = model.draw_over_real(fresh, frames[before], index > 0, actions[before])
                 end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
@@ -227,8 +227,10 @@ def log_reconstructions(model: WorldModel, steps: Steps, tracker: Tracker, step:
     tokens = model.encode(pick)  # (8, N)
     drawn = model.tokenizer.decode(tokens)  # (8, 3, H, W)
     if refined:
-        before = torch.from_numpy(steps.frames[(index - 1).numpy()])  # (8, H, W, 3)
-        drawn = model.draw_over_real(drawn, before, steps.episode_start[index] != index, steps.actions[index - 1])
+        has_before = steps.episode_start[index] != index  # (8,)
+        before = torch.where(has_before, index - 1, index)  # (8,) an episode's first frame stands for itself
+        drawn = model.draw_over_real(drawn, torch.from_numpy(steps.frames[before.numpy()]), has_before,
+                                     steps.actions[before])
     key = "train/refiner/drawings" if refined else "train/tokenizer/reconstructions"
     tracker.image(key, np.concatenate([np.concatenate(pick.numpy(), 1),
                                        np.concatenate(model.tokenizer.to_uint8(drawn).cpu().numpy(), 1)], 0), step,

@@ -32,7 +32,7 @@ from .outcome import OutcomeStates, outcome_heads, outcome_loss
 from .phases import RunClock, check_shares, run_phase
 from .precision import Precision, flush_denormals, resolve
 from .refiner import ChainSampler, refiner_loss
-from .termination import TransitionSampler, drawings, reconstruct, termination_loss
+from .termination import Augment, TransitionSampler, drawings, reconstruct, termination_loss
 from .tracking import Tracker
 from .world_model import WorldModel, WorldModelConfig
 
@@ -67,6 +67,15 @@ class TrainConfig:
     """termination-model peak learning rate"""
     termination_near: int = 8
     """termination batches draw as many rows from the steps up to this many before an ending as from the endings"""
+    termination_shift: int = 0
+    """termination batches move the play area (below --termination-hud-rows) by up to this many rows and 2 columns,
+    the frames before and after alike, so endings that depend on where things are relative to each other are
+    learned at every height (termination.Augment; 0: off)"""
+    termination_flip: bool = False
+    """termination batches turn the play area upside down in half their rows (games whose rules are symmetric top
+    to bottom, as Cave's)"""
+    termination_hud_rows: int = 7
+    """rows at the top of the frame that the termination batches leave in place (the built-in games' score bar)"""
     outcome_share: float = 0.08
     """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
     frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes out of
@@ -278,8 +287,10 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         save(state)
     if state["phase"] == "termination":
         drawn = reconstruct(model, fresh, frames, steps.episode_start, steps.actions)  # (F, H, W, 3)
+        augment = (Augment(cfg.termination_hud_rows, cfg.termination_shift, cfg.termination_flip)
+                   if cfg.termination_shift or cfg.termination_flip else None)
         sampler = TransitionSampler(drawn, steps.ends, steps.valid, cfg.end_share, generator,
-                                    near=cfg.termination_near)
+                                    near=cfg.termination_near, augment=augment)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),

@@ -174,15 +174,15 @@ class WorldModel(nn.Module):
     def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor,
                        actions=None) -> torch.Tensor:
         """The tokenizer's drawings `fresh` (float (F, 3, H, W) in [0, 1], `tokenizer.decode`) -> frames float
-        (F, 3, H, W) as a dream draws them one step after a right frame: with a refiner, over `before`, the real
-        frames before them (uint8 (F, H, W, 3)), after `actions` (F, ...), where `has_before` (F,) bool holds (an
-        episode's first frame has none and keeps its fresh drawing); without one, `fresh` itself."""
+        (F, 3, H, W) as a dream shows them one step after a right frame: with a refiner, drawn over `before`, the
+        real frames before them (uint8 (F, H, W, 3)), after `actions` (F, ...), the actions taken there. Where
+        `has_before` (F,) bool is False (an episode's first frame), `before` holds the frame itself, which a dream
+        starting there shows as it is. Without a refiner, `fresh` itself."""
         if self.refiner is None:
             return fresh
         real_before = pixels(before, fresh.device)  # (F, 3, H, W)
         has_before = has_before.to(fresh.device)[:, None, None, None]  # (F, 1, 1, 1)
-        drawn = self._refine(torch.where(has_before, real_before, fresh), fresh, actions)
-        return torch.where(has_before, drawn, fresh)
+        return torch.where(has_before, self._refine(real_before, fresh, actions), real_before)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):

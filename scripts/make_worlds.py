@@ -56,6 +56,9 @@ class MakeWorldsArgs:
     """tokenizer share of the refiner games (the refiner draws the texture, so the tokenizer can take less)"""
     refiner_termination_share: float = 0.06
     """termination-CNN share of the refiner games (it learns their endings within a minute)"""
+    moved_endings_games: tuple[str, ...] = ("Cave",)
+    """games whose termination CNN learns on moved and flipped copies of the play area (--termination-shift 8
+    --termination-flip): Cave's crashes depend on where the ship is against the wall, not on the height"""
     tokenizer_share: float = 0.4
     """share of the budget spent on the tokenizer (on a 2-core CPU: ~3,100 tokenizer then ~1,650 bfloat16
     dynamics steps)"""
@@ -115,6 +118,8 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
     train_cfg.tokenizer_share = args.refiner_tokenizer_share if refiner else args.tokenizer_share
     if refiner:
         train_cfg.termination_share = args.refiner_termination_share
+    if game in args.moved_endings_games:
+        train_cfg.termination_shift, train_cfg.termination_flip = 8, True
     train_or_resume(data, run, train_cfg, args.wandb, refiner=refiner)
     held = split_episodes(ds, train_cfg.holdout)[1]
     model = ckpt.load(run)
