@@ -52,10 +52,12 @@ class MakeWorldsArgs:
     refiner_games: tuple[str, ...] = ("Cave",)
     """games whose world gets a refiner (dreamworld train --refiner): Cave's speckled walls scroll, and no token
     grid holds them frame by frame"""
-    refiner_tokenizer_share: float = 0.3
+    refiner_tokenizer_share: float = 0.28
     """tokenizer share of the refiner games (the refiner draws the texture, so the tokenizer can take less)"""
-    refiner_termination_share: float = 0.06
-    """termination-CNN share of the refiner games (it learns their endings within a minute)"""
+    refiner_share: float = 0.12
+    """refiner share of the refiner games"""
+    refiner_termination_share: float = 0.14
+    """termination-CNN share of the refiner games (with the moved copies below, Cave's CNN learns for ~2 minutes)"""
     moved_endings_games: tuple[str, ...] = ("Cave",)
     """games whose termination CNN learns on moved and flipped copies of the play area (--termination-shift 8
     --termination-flip): Cave's crashes depend on where the ship is against the wall, not on the height"""
@@ -117,7 +119,7 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
     train_cfg = TrainConfig(minutes=None if args.steps else args.minutes, steps=args.steps, seed=args.seed)
     train_cfg.tokenizer_share = args.refiner_tokenizer_share if refiner else args.tokenizer_share
     if refiner:
-        train_cfg.termination_share = args.refiner_termination_share
+        train_cfg.refiner_share, train_cfg.termination_share = args.refiner_share, args.refiner_termination_share
     if game in args.moved_endings_games:
         train_cfg.termination_shift, train_cfg.termination_flip = 8, True
     train_or_resume(data, run, train_cfg, args.wandb, refiner=refiner)
