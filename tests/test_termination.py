@@ -68,16 +68,16 @@ def test_transition_sampler_draws_endings_and_stays_inside_episodes():
 
 def test_augmentation_moves_the_play_area_alike_in_both_frames_and_keeps_the_hud():
     g = torch.Generator().manual_seed(0)
-    before = torch.rand(64, 3, 20, 12, generator=g)
-    after = before.roll(1, 3)  # something moved one column
+    before = torch.randint(0, 256, (64, 20, 12, 3), dtype=torch.uint8, generator=g)
+    after = before.roll(1, 2)  # something moved one column
     moved_before, moved_after = Augment(hud_rows=4, shift=3, flip=True)(before, after, g)
-    assert torch.equal(moved_before[:, :, :4], before[:, :, :4]) and torch.equal(moved_after[:, :, :4], after[:, :, :4])
-    assert torch.equal(moved_after[:, :, 4:], moved_before[:, :, 4:].roll(1, 3))  # the same move for both frames
+    assert torch.equal(moved_before[:, :4], before[:, :4]) and torch.equal(moved_after[:, :4], after[:, :4])
+    assert torch.equal(moved_after[:, 4:], moved_before[:, 4:].roll(1, 2))  # the same move for both frames
     moves = []
     for i in range(64):  # each row is its play area moved and maybe flipped: find which
-        area = before[i, :, 4:]  # (3, 16, 12)
+        area = before[i, 4:]  # (16, 12, 3)
         moves.append({(flip, dy, dx) for flip in (False, True) for dy in range(-3, 4) for dx in range(-2, 3)
-                      if torch.equal(moved_before[i, :, 4:], (area.flip(1) if flip else area).roll((dy, dx), (1, 2)))})
+                      if torch.equal(moved_before[i, 4:], (area.flip(0) if flip else area).roll((dy, dx), (0, 1)))})
     assert all(len(found) == 1 for found in moves)  # every row is one such move
     assert len(set.union(*moves)) > 20  # and the moves vary: flips, rows, columns
     assert {flip for flip, _, _ in set.union(*moves)} == {False, True}
