@@ -124,7 +124,8 @@ class Augment:
     """Moves of the play area (the rows below the first `hud_rows`) applied alike to the frames before and after
     a step, for games whose endings depend on where things are relative to each other, not on screen. Cave's ~240
     crashes in 30k steps each happen at one height; trained on real frames, the CNN learned those (training F1 0.99,
-    fresh episodes 0.79), and with these moves (5,000 steps) it scored 0.91 on 240 fresh crashes. `shift`: a
+    fresh episodes 0.79); with these moves (5,000 steps) it scored 0.91 on the real frames of 240 fresh
+    crashes. `shift`: a
     circular move by up to that many rows and 2 columns; `flip`: upside down in half the rows."""
 
     hud_rows: int = 0
