@@ -125,8 +125,7 @@ class Augment:
     a step, for games whose endings depend on where things are relative to each other, not on screen. Cave's ~240
     crashes in 30k steps each happen at one height; trained on real frames, the CNN learned those (training F1 0.99,
     fresh episodes 0.79); with these moves (5,000 steps) it scored 0.91 on the real frames of 240 fresh
-    crashes. `shift`: a
-    circular move by up to that many rows and 2 columns; `flip`: upside down in half the rows."""
+    crashes. `shift`: a circular move by up to that many rows and 2 columns; `flip`: upside down in half the rows."""
 
     hud_rows: int = 0
     shift: int = 0
