@@ -42,6 +42,14 @@ class Steps:
     episode_start: torch.Tensor  # (F,) long, index of the first frame of each frame's episode
 
 
+def frames_before(index: torch.Tensor, episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames `index` (n,) of episodes laid end to end, each frame's episode starting at `episode_start` -> whether
+    each has a frame before it in its episode (n,) bool, and the index of that frame, or of the frame itself for an
+    episode's first frame (which a dream starting there shows as it is) (n,)."""
+    has_before = episode_start[index] != index  # (n,)
+    return has_before, torch.where(has_before, index - 1, index)
+
+
 def load_steps(ds: EpisodeDataset, episodes: list[int], progress: bool = True) -> Steps:
     """Read `episodes` of `ds` into one `Steps` (frames stay uint8 numpy)."""
     frames, actions, rewards, ends, valid, starts = [], [], [], [], [], []

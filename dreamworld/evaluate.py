@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from dreamworld.envs import EpisodeDataset
 
-from .data import Steps
+from .data import Steps, frames_before
 from .media import side_by_side
 from .tokenizer import PSNR_CAP_DB, pixels, psnr
 from .tracking import Tracker
@@ -162,6 +162,7 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
         frames = torch.from_numpy(ep["frames"])  # (S+1, H, W, 3)
         tokens = model.encode(frames)  # (S+1, N)
         actions = model.actions_tensor(ep["actions"])
+        starts = torch.zeros(len(frames), dtype=torch.long)  # (S+1,) one episode: every frame's starts at 0
         for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
             e = min(s + T, len(actions))
             _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
@@ -169,8 +170,8 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
             if model.termination is not None:
                 index = torch.arange(s, e + 1)  # (e - s + 1,) drawn as a dream draws them after a right frame
                 fresh = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
-                before = (index - 1).clamp(min=0)  # (e - s + 1,) the first frame stands for itself
-                drawn = model.draw_over_real(fresh, frames[before], index > 0, actions[before])
+                has_before, before = frames_before(index, starts)  # (e - s + 1,) each
+                drawn = model.draw_over_real(fresh, frames[before], has_before, actions[before])
                 end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
@@ -227,8 +228,7 @@ def log_reconstructions(model: WorldModel, steps: Steps, tracker: Tracker, step:
     tokens = model.encode(pick)  # (8, N)
     drawn = model.tokenizer.decode(tokens)  # (8, 3, H, W)
     if refined:
-        has_before = steps.episode_start[index] != index  # (8,)
-        before = torch.where(has_before, index - 1, index)  # (8,) an episode's first frame stands for itself
+        has_before, before = frames_before(index, steps.episode_start)  # (8,) each
         drawn = model.draw_over_real(drawn, torch.from_numpy(steps.frames[before.numpy()]), has_before,
                                      steps.actions[before])
     key = "train/refiner/drawings" if refined else "train/tokenizer/reconstructions"

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import frames_before
 from .tokenizer import Tokenizer, pixels
 
 if TYPE_CHECKING:
@@ -81,11 +82,40 @@ def reconstruct(model: WorldModel, fresh: torch.Tensor, frames: torch.Tensor, ep
     drawn = []
     for i in range(0, len(fresh), batch):
         index = torch.arange(i, min(i + batch, len(fresh)))  # (b,)
-        has_before = episode_start[index] != index  # (b,)
-        before = torch.where(has_before, index - 1, index)  # (b,) the frame before each (and the action taken there)
+        has_before, before = frames_before(index, episode_start)  # (b,) each; the action taken at `before` led on
         drawn.append(model.tokenizer.to_uint8(model.draw_over_real(
             pixels(fresh[index], model.device), frames[before], has_before, actions[before])).cpu())
     return torch.cat(drawn)  # (F, H, W, 3)
+
+
+@dataclass
+class Augment:
+    """Moves of the play area (the rows below the first `hud_rows`) applied alike to the frames before and after
+    a step, for games whose endings depend on where things are relative to each other, not on screen. Cave's ~240
+    crashes in 30k steps each happen at one height; trained on real frames, the CNN learned those (training F1 0.99,
+    fresh episodes 0.79); with these moves (5,000 steps) it scored 0.91 on the real frames of 240 fresh
+    crashes. `shift`: a circular move by up to that many rows and 2 columns; `flip`: upside down in half the rows."""
+
+    hud_rows: int = 0
+    shift: int = 0
+    flip: bool = False
+
+    def __call__(self, before: torch.Tensor, after: torch.Tensor, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames (B, H, W, 3) twice (uint8: moved before they become floats, at a quarter of the bytes) -> the same,
+        moved."""
+        B, H, W, _ = before.shape
+        rows = torch.arange(self.hud_rows, H)  # (h,) the play area
+        shift = torch.randint(-self.shift, self.shift + 1, (B, 1), generator=generator)  # (B, 1)
+        moved = self.hud_rows + (rows - self.hud_rows - shift) % (H - self.hud_rows)  # (B, h) source rows
+        if self.flip:
+            flipped = torch.rand(B, generator=generator) < 0.5  # (B,)
+            moved[flipped] = moved[flipped].flip(1)
+        columns = (torch.arange(W) - torch.randint(-2, 3, (B, 1), generator=generator)) % W if self.shift else \
+            torch.arange(W).expand(B, W)  # (B, W) source columns
+        source = (torch.arange(B)[:, None, None], moved[:, :, None], columns[:, None, :])  # (B, h, W) when broadcast
+        return tuple(torch.cat([frames[:, : self.hud_rows], frames[source]], 1)  # (B, H, W, 3)
+                     for frames in (before, after))
 
 
 class TransitionSampler:
@@ -119,34 +149,6 @@ class TransitionSampler:
                 "ends": self.ends[idx].float().to(device)}
 
 
-@dataclass
-class Augment:
-    """Moves of the play area (the rows below the first `hud_rows`) applied alike to the frames before and after
-    a step, for games whose endings depend on where things are relative to each other, not on screen. Cave's ~240
-    crashes in 30k steps each happen at one height; trained on real frames, the CNN learned those (training F1 0.99,
-    fresh episodes 0.79); with these moves (5,000 steps) it scored 0.91 on the real frames of 240 fresh
-    crashes. `shift`: a circular move by up to that many rows and 2 columns; `flip`: upside down in half the rows."""
-
-    hud_rows: int = 0
-    shift: int = 0
-    flip: bool = False
-
-    def __call__(self, before: torch.Tensor, after: torch.Tensor, generator: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames (B, H, W, 3) twice (uint8: moved before they become floats, at a quarter of the bytes) -> the same,
-        moved."""
-        B, H, W, _ = before.shape
-        rows = torch.arange(self.hud_rows, H)  # (h,) the play area
-        shift = torch.randint(-self.shift, self.shift + 1, (B, 1), generator=generator)  # (B, 1)
-        moved = self.hud_rows + (rows - self.hud_rows - shift) % (H - self.hud_rows)  # (B, h) source rows
-        if self.flip:
-            flipped = torch.rand(B, generator=generator) < 0.5  # (B,)
-            moved[flipped] = moved[flipped].flip(1)
-        columns = (torch.arange(W) - torch.randint(-2, 3, (B, 1), generator=generator)) % W if self.shift else \
-            torch.arange(W).expand(B, W)  # (B, W) source columns
-        source = (torch.arange(B)[:, None, None], moved[:, :, None], columns[:, None, :])  # (B, h, W) when broadcast
-        return tuple(torch.cat([frames[:, : self.hud_rows], frames[source]], 1)  # (B, H, W, 3)
-                     for frames in (before, after))
 
 
 def _steps_before(end_steps: torch.Tensor, ongoing: torch.Tensor, near: int) -> torch.Tensor:
