@@ -15,6 +15,7 @@ context, stays calibrated (2.1 against 2.9).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,13 @@ class TerminationNet(nn.Module):
         """(B, 3, H, W) twice -> termination logits (B,)."""
         x = torch.cat((before, after), 1) - 0.5  # (B, 6, H, W)
         return self.end_head(self.mlp(self.conv(x))).squeeze(-1)  # (B, hidden) -> (B,)
+
+    @torch.no_grad()
+    def correct_prior(self, shift: float) -> None:
+        """Lower every logit by `shift` (`TransitionSampler.prior_shift`): the odds of an ending as in the data,
+        not as in the batches that over-represent endings. On the shipped worlds' fresh data this took Cave's F1
+        from 0.737 to 0.769 (false alarms 113 -> 45) and Catch's from 0.923 to 0.960."""
+        self.end_head.bias -= shift
 
 
 @torch.no_grad()
@@ -122,15 +130,31 @@ class TransitionSampler:
     """Random steps of a dataset as (frame before, frame after, termination). `end_share` of a batch is drawn from
     terminations, which are rare (Catch has about 20 in 30k steps), and as much again from the `near` steps just
     before them: there the danger is on screen (a bomb by the catcher, one life left) but the episode goes on, and
-    without them the model learned "danger means the end" (on Catch, 3 false alarms next to 12 fresh endings)."""
+    without them the model learned "danger means the end" (on Catch, 3 false alarms next to 12 fresh endings).
+    With `real` (the real frames, the shape of `frames`), `real_share` of the rows show the real frames instead:
+    the ending itself, not only how the model draws it (on Cave's drawings, with moves: F1 0.837 against 0.74)."""
 
     def __init__(self, frames: torch.Tensor, ends: torch.Tensor, valid: torch.Tensor, end_share: float,
-                 generator: torch.Generator, near: int = 8, augment: Augment | None = None):
+                 generator: torch.Generator, near: int = 8, augment: Augment | None = None,
+                 real: torch.Tensor | None = None, real_share: float = 0.0):
         self.frames, self.ends = frames, ends  # (F, H, W, 3) uint8, (F,) bool
+        self.real, self.real_share = real, real_share if real is not None else 0.0  # (F, H, W, 3) uint8 or None
         self.steps = torch.nonzero(valid).squeeze(1)  # (S,) frames a step follows
         self.end_steps = torch.nonzero(valid & ends).squeeze(1)  # (E,)
         self.near_steps = _steps_before(self.end_steps, valid & ~ends, near)  # (<= E * near,)
         self.end_share, self.generator, self.augment = end_share, generator, augment
+
+    def prior_shift(self) -> float:
+        """How much more likely an ending is in these batches than in the data, in log-odds: logit(sampled rate) -
+        logit(data rate). A classifier trained on the batches overstates the odds of an ending by this much (2.6
+        on Cave, 5.1 on Catch), so at logit 0 it calls an ending where its chance is ~7% (Cave): subtracting it
+        (`TerminationNet.correct_prior`) puts the threshold at an even chance. 0 without endings."""
+        if not len(self.end_steps):
+            return 0.0
+        rate = len(self.end_steps) / len(self.steps)
+        uniform = 1 - self.end_share * (1 + bool(len(self.near_steps)))  # rows drawn from all steps
+        sampled = self.end_share + uniform * rate
+        return math.log(sampled / (1 - sampled)) - math.log(rate / (1 - rate))
 
     def sample(self, batch: int, device: str | torch.device) -> dict[str, torch.Tensor]:
         """before, after float (B, 3, H, W) in [0, 1]; ends (B,) float."""
@@ -143,12 +167,13 @@ class TransitionSampler:
                 idx[pick] = pool[torch.randint(len(pool), (int(pick.sum()),), generator=g)]
 
         before, after = self.frames[idx], self.frames[idx + 1]  # (B, H, W, 3) uint8 each
+        if self.real_share > 0:
+            real = torch.rand(batch, generator=g) < self.real_share  # (B,)
+            before[real], after[real] = self.real[idx[real]], self.real[idx[real] + 1]
         if self.augment is not None:
             before, after = self.augment(before, after, g)
         return {"before": pixels(before, device), "after": pixels(after, device),
                 "ends": self.ends[idx].float().to(device)}
-
-
 
 
 def _steps_before(end_steps: torch.Tensor, ongoing: torch.Tensor, near: int) -> torch.Tensor:

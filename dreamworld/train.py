@@ -25,7 +25,7 @@ from tqdm import tqdm
 from dreamworld.envs import EpisodeDataset, env_render_fps
 
 from . import checkpoint as ckpt
-from .data import Steps, WindowSampler, load_steps, split_episodes
+from .data import Steps, WindowSampler, frames_with_endings, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
@@ -76,6 +76,8 @@ class TrainConfig:
     to bottom, as Cave's)"""
     termination_hud_rows: int = 7
     """rows at the top of the frame that the termination batches leave in place (the built-in games' score bar)"""
+    termination_real_share: float = 0.0
+    """share of termination batch rows that show the real frames instead of the model's drawings of them"""
     outcome_share: float = 0.08
     """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
     frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes out of
@@ -93,6 +95,10 @@ class TrainConfig:
     sequence reaches back context_frames frames, as in generation"""
     tokenizer_batch_size: int = 32
     """tokenizer batch: frames"""
+    tokenizer_end_share: float = 0.05
+    """share of tokenizer batch frames drawn from the frames episodes ended on: there are few (Catch: ~20 in 30k),
+    and a tokenizer that saw them as seldom drew Catch's empty life bar with lives in it, so the termination CNN
+    reading its drawings missed those endings"""
     canvas_frames: int = 4096
     """frames drawn at random to start the tokenizer's canvas at their per-pixel median (the background); 0
     starts it grey"""
@@ -257,10 +263,12 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
             ckpt.save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
     if state["phase"] == "tokenizer":
         has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
+        terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
         net = dist.wrap(model.tokenizer, model.tokenizer.loss)
 
         def tokenizer_loss():
-            idx = has_prev[torch.randint(len(has_prev), (cfg.tokenizer_batch_size,), generator=generator)]
+            idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
+                                      generator)  # (B,)
             return net(frames[idx].to(device), frames[idx - 1].to(device))
 
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
@@ -290,11 +298,14 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         augment = (Augment(cfg.termination_hud_rows, cfg.termination_shift, cfg.termination_flip)
                    if cfg.termination_shift or cfg.termination_flip else None)
         sampler = TransitionSampler(drawn, steps.ends, steps.valid, cfg.end_share, generator,
-                                    near=cfg.termination_near, augment=augment)
+                                    near=cfg.termination_near, augment=augment, real=frames,
+                                    real_share=cfg.termination_real_share)
         net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
         summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
                                            lambda: net(sampler.sample(cfg.termination_batch_size, device)),
                                            cfg.termination_lr, cfg, state, save, tracker, dist=dist, clock=run_clock)
+        summary["termination"]["prior_shift"] = sampler.prior_shift()
+        model.termination.correct_prior(sampler.prior_shift())  # saved with the next phase: applied once
         state = {"phase": "dynamics", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "dynamics":

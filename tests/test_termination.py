@@ -107,3 +107,51 @@ def test_a_checkpoint_from_before_the_termination_model_loads_with_the_dynamics_
     digit_logits = loaded.predict(state, torch.tensor([0, 1, 2]))
     rewards, ends = loaded.advance(state, loaded.dynamics.sample(digit_logits, 0.0))
     assert rewards.shape == ends.shape == (3,)
+
+
+def _sampler_over(ends_at: list[int], frames: int = 1000, **kwargs) -> TransitionSampler:
+    ends = torch.zeros(frames, dtype=torch.bool)
+    ends[ends_at] = True
+    valid = torch.ones(frames, dtype=torch.bool)
+    valid[-1] = False
+    drawn = torch.zeros(frames, 4, 4, 3, dtype=torch.uint8)
+    return TransitionSampler(drawn, ends, valid, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+def test_the_prior_shift_is_how_much_the_batches_overstate_the_odds_of_an_ending():
+    sampler = _sampler_over(list(range(50, 1000, 100)), end_share=0.2)  # 10 endings in 999 steps
+    share = torch.cat([sampler.sample(4096, "cpu")["ends"] for _ in range(25)]).mean().item()  # ~100k rows
+    rate = 10 / 999
+    expected = np.log(share / (1 - share)) - np.log(rate / (1 - rate))
+    assert abs(sampler.prior_shift() - expected) < 0.05  # measured on the batches, not only by the formula
+    assert sampler.prior_shift() > 3  # 0.2 + 0.6 * 1% of the rows end, against 1% of the steps
+    assert _sampler_over([], end_share=0.2).prior_shift() == 0.0  # no endings: nothing to correct
+
+
+def test_correcting_the_prior_lowers_every_logit_by_the_shift():
+    torch.manual_seed(0)
+    model = WorldModel(toy_config()).eval()
+    before, after = torch.rand(2, 5, 3, 64, 64).unbind(0)
+    with torch.no_grad():
+        logits = model.termination(before, after)
+        model.termination.correct_prior(2.5)
+        torch.testing.assert_close(model.termination(before, after), logits - 2.5)
+
+
+def test_real_share_shows_the_real_frames_of_the_same_steps():
+    n = 200
+    drawn = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 4, 4, 3).contiguous()
+    real = drawn.clone()
+    real[:, 0, 0, 0] = 255  # the real frames carry a mark in one pixel
+    ends = torch.zeros(n, dtype=torch.bool)
+    ends[99] = True
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[-1] = False
+    sampler = TransitionSampler(drawn, ends, valid, 0.1, torch.Generator().manual_seed(0), real=real,
+                                real_share=0.5)
+    batch = sampler.sample(2000, "cpu")
+    marked = batch["before"][:, 0, 0, 0] == 1.0  # (B,)
+    assert 0.45 < marked.float().mean() < 0.55
+    assert torch.equal(marked, batch["after"][:, 0, 0, 0] == 1.0)  # both frames of a row are real, or neither
+    torch.testing.assert_close(batch["after"][:, 0, 1, 1] * 255, batch["before"][:, 0, 1, 1] * 255 + 1)
+    torch.testing.assert_close(batch["ends"], (batch["before"][:, 0, 1, 1] * 255).round().eq(99).float())
