@@ -128,7 +128,7 @@ def test_the_prior_shift_is_how_much_the_batches_overstate_the_odds_of_an_ending
     assert _sampler_over([], end_share=0.2).prior_shift() == 0.0  # no endings: nothing to correct
 
 
-def test_correcting_the_prior_lowers_every_logit_by_the_shift():
+def test_correcting_the_prior_lowers_every_logit_by_the_shift_and_is_recorded(tmp_path):
     torch.manual_seed(0)
     model = WorldModel(toy_config()).eval()
     before, after = torch.rand(2, 5, 3, 64, 64).unbind(0)
@@ -136,6 +136,10 @@ def test_correcting_the_prior_lowers_every_logit_by_the_shift():
         logits = model.termination(before, after)
         model.termination.correct_prior(2.5)
         torch.testing.assert_close(model.termination(before, after), logits - 2.5)
+    save_model(tmp_path, model)
+    loaded = load(tmp_path)
+    assert loaded.cfg.termination.prior_shift == 2.5  # in config.json: a second correction can be refused
+    torch.testing.assert_close(loaded.termination(before, after), logits - 2.5)
 
 
 def test_real_share_shows_the_real_frames_of_the_same_steps():
