@@ -294,19 +294,9 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         state = {"phase": "termination", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "termination":
-        drawn = reconstruct(model, fresh, frames, steps.episode_start, steps.actions)  # (F, H, W, 3)
-        augment = (Augment(cfg.termination_hud_rows, cfg.termination_shift, cfg.termination_flip)
-                   if cfg.termination_shift or cfg.termination_flip else None)
-        sampler = TransitionSampler(drawn, steps.ends, steps.valid, cfg.end_share, generator,
-                                    near=cfg.termination_near, augment=augment, real=frames,
-                                    real_share=cfg.termination_real_share)
-        net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
-        summary["termination"] = run_phase("termination", model, list(model.termination.parameters()),
-                                           lambda: net(sampler.sample(cfg.termination_batch_size, device)),
-                                           cfg.termination_lr, cfg, state, save, tracker, dist=dist, clock=run_clock)
-        summary["termination"]["prior_shift"] = sampler.prior_shift()
-        model.termination.correct_prior(sampler.prior_shift())  # saved with the next phase: applied once
-        state = {"phase": "dynamics", "global_step": state["global_step"]}
+        summary["termination"] = termination_phase(model, steps, fresh, cfg, generator, state, save, tracker, dist,
+                                                   run_clock)
+        state = {"phase": "dynamics", "global_step": state["global_step"]}  # saved with the corrected prior
         save(state)
     if state["phase"] == "dynamics":
         sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
@@ -363,6 +353,28 @@ def refiner_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg: Tra
                         cfg.refiner_lr, cfg, state, save, tracker, dist=dist)
     if dist.is_main:
         log_reconstructions(model, steps, tracker, state["global_step"], refined=True)
+    return summary
+
+
+def termination_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg: TrainConfig,
+                      generator: torch.Generator, state: dict, save: Callable[[dict], None], tracker: Tracker,
+                      dist: Distributed | None = None, clock: RunClock | None = None) -> dict:
+    """The termination phase (termination.py) on the model's drawings of the frames of `steps` (from `fresh`, the
+    tokenizer's drawings, uint8 (F, H, W, 3)), then the prior correction of its logits, which the caller saves
+    with the next phase so it is applied once. Returns the phase summary, with the shift."""
+    dist = dist or Distributed("cpu")
+    frames = torch.from_numpy(steps.frames)  # (F, H, W, 3) uint8
+    drawn = reconstruct(model, fresh, frames, steps.episode_start, steps.actions)  # (F, H, W, 3)
+    augment = (Augment(cfg.termination_hud_rows, cfg.termination_shift, cfg.termination_flip)
+               if cfg.termination_shift or cfg.termination_flip else None)
+    sampler = TransitionSampler(drawn, steps.ends, steps.valid, cfg.end_share, generator, near=cfg.termination_near,
+                                augment=augment, real=frames, real_share=cfg.termination_real_share)
+    net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
+    summary = run_phase("termination", model, list(model.termination.parameters()),
+                        lambda: net(sampler.sample(cfg.termination_batch_size, dist.device)), cfg.termination_lr, cfg,
+                        state, save, tracker, dist=dist, clock=clock)
+    summary["prior_shift"] = sampler.prior_shift()
+    model.termination.correct_prior(summary["prior_shift"])
     return summary
 
 

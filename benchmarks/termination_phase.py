@@ -1,0 +1,121 @@
+"""Benchmark: the termination phase (dreamworld/termination.py) trained again, from a fresh CNN, on a trained world
+model's drawings of its training data, everything else unchanged: termination F1 before and after, on the held-out
+split and on a dataset recorded apart. It answers "how good can this world's termination CNN get with more steps,
+moved and flipped copies, real frames" without retraining the world.
+
+    python benchmarks/termination_phase.py --checkpoint W --data DATA --fresh FRESH --steps 5000 --shift 8 --flip
+        --real-share 0.5 [--out W2] [--json results/termination_phase_cave_cpu.json]
+
+The phase runs as in `dreamworld train` (`termination_phase`: the model's drawings, run_phase, its learning-rate
+schedule, then the prior correction). `--out` saves the model with the new CNN (and the checkpoint's start
+contexts).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+from common import cpu_name, write_results
+from rich.console import Console
+from rich.table import Table
+
+import dreamworld
+from dreamworld import checkpoint as ckpt
+from dreamworld.data import load_steps, split_episodes
+from dreamworld.envs import EpisodeDataset
+from dreamworld.evaluate import head_scores
+from dreamworld.termination import TerminationConfig, TerminationNet, drawings
+from dreamworld.tracking import Tracker
+from dreamworld.train import TrainConfig, encode_frames, termination_phase
+
+
+@dataclass
+class Args:
+    checkpoint: str
+    """a trained world model with a termination CNN (a run directory or a shipped world)"""
+    data: str
+    """the dataset it was trained on (its training split feeds the phase, its held-out split is scored)"""
+    fresh: str
+    """a dataset recorded apart (every episode is scored)"""
+    steps: int = 5000
+    """termination-phase steps"""
+    shift: int = 8
+    """--termination-shift of the phase (0: no moves)"""
+    flip: bool = True
+    """--termination-flip of the phase"""
+    real_share: float = 0.5
+    """--termination-real-share of the phase"""
+    before: bool = True
+    """score the checkpoint's own CNN first"""
+    out: str | None = None
+    """save the model with the new CNN here (with the checkpoint's start contexts)"""
+    threads: int = 2
+    """torch CPU threads"""
+    seed: int = 0
+    """seed of the new CNN and of the phase's sampling"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+def scores(model, ds: EpisodeDataset, held: list[int], fresh: EpisodeDataset) -> dict:
+    """Termination F1 on the held-out split and on the fresh dataset."""
+    model.eval()
+    h, f = head_scores(model, ds, held), head_scores(model, fresh, list(range(len(fresh))))
+    return {"heldout_termination_f1": h["termination_f1"], "heldout_terminations": h["terminations"],
+            "fresh_termination_f1": f["termination_f1"], "fresh_terminations": f["terminations"]}
+
+
+def main(args: Args) -> dict:
+    """Score, train a new CNN, score again; print the table and return (and write) the results."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = dreamworld.load(args.checkpoint)
+    if model.termination is None:
+        raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' end head: no CNN to train")
+    ds, fresh = EpisodeDataset(args.data), EpisodeDataset(args.fresh)
+    train_eps, held = split_episodes(ds, TrainConfig().holdout)
+    rows = {"before": scores(model, ds, held, fresh)} if args.before else {}
+    old = model.cfg.termination
+    model.cfg.termination = TerminationConfig(channels=old.channels, hidden=old.hidden)  # no prior shift yet
+    model.termination = TerminationNet(model.cfg.termination, model.cfg.tokenizer.image_size)
+    steps = load_steps(ds, train_eps)
+    fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
+    cfg = TrainConfig(steps=args.steps, termination_share=1.0, termination_shift=args.shift,
+                      termination_flip=args.flip, termination_real_share=args.real_share, seed=args.seed)
+    started = time.perf_counter()
+    phase = termination_phase(model, steps, fresh_drawings, cfg, torch.Generator().manual_seed(args.seed),
+                              {"phase": "termination", "global_step": 0}, lambda _: None,
+                              Tracker("disabled", ".", {}, "bench"))
+    drawing_seconds = time.perf_counter() - started - phase["seconds"]
+    rows["after"] = scores(model, ds, held, fresh)
+    if args.out:
+        ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] | {"termination_phase": {
+            "steps": phase["steps"], "seconds": phase["seconds"], "shift": args.shift, "flip": args.flip,
+            "real_share": args.real_share}})
+        shutil.copy(Path(args.checkpoint) / ckpt.STARTS, Path(args.out) / ckpt.STARTS)
+    table = Table(title=f"termination phase on {args.checkpoint}: {phase['steps']} steps in {phase['seconds']:.0f} s "
+                        f"(+{drawing_seconds:.0f} s drawing the frames), prior shift {phase['prior_shift']:.2f}")
+    for col in ("", "held-out F1 (endings)", "fresh F1 (endings)"):
+        table.add_column(col, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, f"{r['heldout_termination_f1']:.3f} ({r['heldout_terminations']})",
+                      f"{r['fresh_termination_f1']:.3f} ({r['fresh_terminations']})")
+    Console().print(table)
+    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
+               "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
+               "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
+               "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
+                            "real_share": args.real_share}, **rows}
+    if args.json:
+        write_results(args.json, results)
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
