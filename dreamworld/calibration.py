@@ -28,20 +28,24 @@ class RandomActions:
         return self.space.sample()
 
 
-def _play(envs: gym.vector.VectorEnv, seed: int) -> tuple[float, float]:
-    """One random-play episode per env: mean return and share of episodes that terminated."""
+def _play(envs: gym.vector.VectorEnv, seed: int) -> tuple[float, float, float]:
+    """One random-play episode per env: mean return, share of episodes that terminated, mean length."""
     result = evaluate(RandomActions(envs.action_space, seed), envs, seed=seed)
     envs.close()
-    return result.mean_return, sum(result.terminated) / len(result.terminated)
+    episodes = len(result.lengths)
+    return result.mean_return, sum(result.terminated) / episodes, sum(result.lengths) / episodes
 
 
 def random_play(checkpoint: str | os.PathLike, env_id: str, steps: int = 500, episodes: int = 16, seed: int = 0,
                 device: str = "cpu") -> dict:
     """`episodes` random-play episodes of at most `steps` steps in the dream of `checkpoint` and in the real game
-    `env_id`: mean return, share of episodes that terminated, and the dream/real return ratio (1 is calibrated)."""
-    dream_return, dream_terminated = _play(dream_envs(checkpoint, episodes, max_episode_steps=steps, device=device),
-                                           seed)
-    real_return, real_terminated = _play(real_envs(env_id, episodes, "pixels", max_episode_steps=steps), seed)
+    `env_id`: mean return, share of episodes that terminated, mean length, and the dream/real return ratio (1 is
+    calibrated)."""
+    dream_return, dream_terminated, dream_length = _play(
+        dream_envs(checkpoint, episodes, max_episode_steps=steps, device=device), seed)
+    real_return, real_terminated, real_length = _play(
+        real_envs(env_id, episodes, "pixels", max_episode_steps=steps), seed)
     return {"steps": steps, "episodes": episodes, "dream_return": dream_return, "real_return": real_return,
             "return_ratio": dream_return / real_return if real_return else None,
-            "dream_terminated": dream_terminated, "real_terminated": real_terminated}
+            "dream_terminated": dream_terminated, "real_terminated": real_terminated,
+            "dream_length": dream_length, "real_length": real_length}

@@ -152,7 +152,7 @@ class TransitionSampler:
     def prior_shift(self) -> float:
         """How much more likely an ending is in these batches than in the data, in log-odds: logit(sampled rate) -
         logit(data rate). A classifier trained on the batches overstates the odds of an ending by this much (2.6
-        on Cave, 5.1 on Catch), so at logit 0 it calls an ending where its chance is ~7% (Cave): subtracting it
+        on Cave, 5.0 on Catch), so at logit 0 it calls an ending where its chance is ~7% (Cave): subtracting it
         (`TerminationNet.correct_prior`) puts the threshold at an even chance. 0 without endings."""
         if not len(self.end_steps):
             return 0.0

@@ -134,6 +134,7 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert metrics["frames"] == 8 * 8
     play = metrics["random_play"]  # random play in the dream and in the real game, side by side
     assert play["episodes"] == 3 and play["real_return"] >= 0 and 0 <= play["dream_terminated"] <= 1
+    assert 1 <= play["dream_length"] <= play["steps"] and 1 <= play["real_length"] <= play["steps"]
     assert "random play" in out.stdout
     assert (report / "psnr.png").stat().st_size > 1000
     video = iio.imread(report / "rollout.mp4")
