@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import tyro
-from common import cpu_name, write_results
+from common import cpu_name, head_f1, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +29,6 @@ from dreamworld import checkpoint as ckpt
 from dreamworld.calibration import random_play
 from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
-from dreamworld.evaluate import head_scores
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, encode_frames, outcome_phase
 
@@ -57,15 +56,6 @@ class Args:
     """write the results to this JSON file"""
 
 
-def scores(model, ds: EpisodeDataset, held: list[int], fresh: EpisodeDataset) -> dict:
-    """Reward and termination F1 on the held-out split and on the fresh dataset."""
-    model.eval()
-    h, f = head_scores(model, ds, held), head_scores(model, fresh, list(range(len(fresh))))
-    return {"heldout_reward_f1": h["reward_f1"], "heldout_termination_f1": h["termination_f1"],
-            "fresh_reward_f1": f["reward_f1"], "fresh_termination_f1": f["termination_f1"],
-            "fresh_reward_events": f["reward_events"], "fresh_terminations": f["terminations"]}
-
-
 def main(args: Args) -> dict:
     """Score, run the outcome phase, score again; print the table and return (and write) the results."""
     torch.set_num_threads(args.threads)
@@ -73,7 +63,7 @@ def main(args: Args) -> dict:
     model = dreamworld.load(args.checkpoint)
     ds, fresh = EpisodeDataset(args.data), EpisodeDataset(args.fresh)
     train_eps, held = split_episodes(ds, TrainConfig().holdout)
-    rows = {"before": scores(model, ds, held, fresh)}
+    rows = {"before": head_f1(model, ds, held, fresh)}
     steps = load_steps(ds, train_eps)
     tokens = encode_frames(model, steps.frames)
     cfg = TrainConfig(minutes=args.seconds / 60, outcome_share=1.0, seed=args.seed)
@@ -81,7 +71,7 @@ def main(args: Args) -> dict:
     phase = outcome_phase(model, steps, tokens, cfg, torch.Generator().manual_seed(args.seed),
                           {"phase": "outcome", "global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"))
     states_seconds = time.perf_counter() - started - phase["seconds"]
-    rows["after"] = scores(model, ds, held, fresh)
+    rows["after"] = head_f1(model, ds, held, fresh)
     if args.out:
         ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] |
                         {"outcome_phase": {"seconds": args.seconds, "steps": phase["steps"]}})

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import tyro
-from common import cpu_name, write_results
+from common import cpu_name, head_f1, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +29,6 @@ import dreamworld
 from dreamworld import checkpoint as ckpt
 from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
-from dreamworld.evaluate import head_scores
 from dreamworld.termination import TerminationConfig, TerminationNet, drawings
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, encode_frames, termination_phase
@@ -63,14 +62,6 @@ class Args:
     """write the results to this JSON file"""
 
 
-def scores(model, ds: EpisodeDataset, held: list[int], fresh: EpisodeDataset) -> dict:
-    """Termination F1 on the held-out split and on the fresh dataset."""
-    model.eval()
-    h, f = head_scores(model, ds, held), head_scores(model, fresh, list(range(len(fresh))))
-    return {"heldout_termination_f1": h["termination_f1"], "heldout_terminations": h["terminations"],
-            "fresh_termination_f1": f["termination_f1"], "fresh_terminations": f["terminations"]}
-
-
 def main(args: Args) -> dict:
     """Score, train a new CNN, score again; print the table and return (and write) the results."""
     torch.set_num_threads(args.threads)
@@ -80,7 +71,7 @@ def main(args: Args) -> dict:
         raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' end head: no CNN to train")
     ds, fresh = EpisodeDataset(args.data), EpisodeDataset(args.fresh)
     train_eps, held = split_episodes(ds, TrainConfig().holdout)
-    rows = {"before": scores(model, ds, held, fresh)} if args.before else {}
+    rows = {"before": head_f1(model, ds, held, fresh)} if args.before else {}
     old = model.cfg.termination
     model.cfg.termination = TerminationConfig(channels=old.channels, hidden=old.hidden)  # no prior shift yet
     model.termination = TerminationNet(model.cfg.termination, model.cfg.tokenizer.image_size)
@@ -93,7 +84,7 @@ def main(args: Args) -> dict:
                               {"phase": "termination", "global_step": 0}, lambda _: None,
                               Tracker("disabled", ".", {}, "bench"))
     drawing_seconds = time.perf_counter() - started - phase["seconds"]
-    rows["after"] = scores(model, ds, held, fresh)
+    rows["after"] = head_f1(model, ds, held, fresh)
     if args.out:
         ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] | {"termination_phase": {
             "steps": phase["steps"], "seconds": phase["seconds"], "shift": args.shift, "flip": args.flip,
