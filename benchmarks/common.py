@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -46,3 +47,39 @@ def head_f1(model, ds, held: list[int], fresh) -> dict:
             "heldout_terminations": h["terminations"], "fresh_reward_f1": f["reward_f1"],
             "fresh_termination_f1": f["termination_f1"], "fresh_reward_events": f["reward_events"],
             "fresh_terminations": f["terminations"]}
+
+
+@dataclass
+class PhaseArgs:
+    """What the phase benchmarks (outcome_phase.py, termination_phase.py) share: a world, its data, a fresh set."""
+
+    checkpoint: str
+    """a trained world model (a run directory or a shipped world)"""
+    data: str
+    """the dataset it was trained on (its training split feeds the phase, its held-out split is scored)"""
+    fresh: str
+    """a dataset recorded apart (every episode is scored)"""
+    out: str | None = None
+    """save the model with what the phase trained here (with the checkpoint's start contexts)"""
+    threads: int = 2
+    """torch CPU threads"""
+    seed: int = 0
+    """seed of the phase (its sampling, and new weights where it starts some)"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+def load_phase_inputs(args: PhaseArgs):
+    """Threads and seed set -> (the world model, its dataset, the fresh dataset, training and held-out episodes)."""
+    import torch
+
+    import dreamworld
+    from dreamworld.data import split_episodes
+    from dreamworld.envs import EpisodeDataset
+    from dreamworld.train import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ds = EpisodeDataset(args.data)
+    train_eps, held = split_episodes(ds, TrainConfig().holdout)
+    return dreamworld.load(args.checkpoint), ds, EpisodeDataset(args.fresh), train_eps, held

@@ -20,49 +20,29 @@ from pathlib import Path
 
 import torch
 import tyro
-from common import cpu_name, head_f1, write_results
+from common import PhaseArgs, cpu_name, head_f1, load_phase_inputs, write_results
 from rich.console import Console
 from rich.table import Table
 
-import dreamworld
 from dreamworld import checkpoint as ckpt
 from dreamworld.calibration import random_play
-from dreamworld.data import load_steps, split_episodes
-from dreamworld.envs import EpisodeDataset
+from dreamworld.data import load_steps
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, encode_frames, outcome_phase
 
 
 @dataclass
-class Args:
-    checkpoint: str
-    """a trained world model (a run directory or a shipped world)"""
-    data: str
-    """the dataset it was trained on (its training split feeds the phase, its held-out split is scored)"""
-    fresh: str
-    """a dataset recorded apart (every episode is scored)"""
+class Args(PhaseArgs):
     seconds: float = 42.0
     """length of the outcome phase"""
     random_play: int = 16
     """random-play episodes (500 steps at most) in the dream and the real game, before and after (0: skip; needs
     --out, where the retrained model is saved for the dream)"""
-    out: str | None = None
-    """save the model with the retrained heads here (with the checkpoint's start contexts)"""
-    threads: int = 2
-    """torch CPU threads"""
-    seed: int = 0
-    """seed of the phase's sampling"""
-    json: str | None = None
-    """write the results to this JSON file"""
 
 
 def main(args: Args) -> dict:
     """Score, run the outcome phase, score again; print the table and return (and write) the results."""
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    model = dreamworld.load(args.checkpoint)
-    ds, fresh = EpisodeDataset(args.data), EpisodeDataset(args.fresh)
-    train_eps, held = split_episodes(ds, TrainConfig().holdout)
+    model, ds, fresh, train_eps, held = load_phase_inputs(args)
     rows = {"before": head_f1(model, ds, held, fresh)}
     steps = load_steps(ds, train_eps)
     tokens = encode_frames(model, steps.frames)

@@ -21,27 +21,19 @@ from pathlib import Path
 
 import torch
 import tyro
-from common import cpu_name, head_f1, write_results
+from common import PhaseArgs, cpu_name, head_f1, load_phase_inputs, write_results
 from rich.console import Console
 from rich.table import Table
 
-import dreamworld
 from dreamworld import checkpoint as ckpt
-from dreamworld.data import load_steps, split_episodes
-from dreamworld.envs import EpisodeDataset
+from dreamworld.data import load_steps
 from dreamworld.termination import TerminationConfig, TerminationNet, drawings
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, encode_frames, termination_phase
 
 
 @dataclass
-class Args:
-    checkpoint: str
-    """a trained world model with a termination CNN (a run directory or a shipped world)"""
-    data: str
-    """the dataset it was trained on (its training split feeds the phase, its held-out split is scored)"""
-    fresh: str
-    """a dataset recorded apart (every episode is scored)"""
+class Args(PhaseArgs):
     steps: int = 5000
     """termination-phase steps"""
     shift: int = 8
@@ -52,25 +44,13 @@ class Args:
     """--termination-real-share of the phase"""
     before: bool = True
     """score the checkpoint's own CNN first"""
-    out: str | None = None
-    """save the model with the new CNN here (with the checkpoint's start contexts)"""
-    threads: int = 2
-    """torch CPU threads"""
-    seed: int = 0
-    """seed of the new CNN and of the phase's sampling"""
-    json: str | None = None
-    """write the results to this JSON file"""
 
 
 def main(args: Args) -> dict:
     """Score, train a new CNN, score again; print the table and return (and write) the results."""
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    model = dreamworld.load(args.checkpoint)
+    model, ds, fresh, train_eps, held = load_phase_inputs(args)
     if model.termination is None:
         raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' end head: no CNN to train")
-    ds, fresh = EpisodeDataset(args.data), EpisodeDataset(args.fresh)
-    train_eps, held = split_episodes(ds, TrainConfig().holdout)
     rows = {"before": head_f1(model, ds, held, fresh)} if args.before else {}
     old = model.cfg.termination
     model.cfg.termination = TerminationConfig(channels=old.channels, hidden=old.hidden)  # no prior shift yet
