@@ -116,8 +116,7 @@ def _metric_rows(metrics: dict | None) -> dict:
             f"{rp['dream_return']:.2f} / {rp['real_return']:.2f}"
         rows["random play: share terminated dream / real"] = \
             f"{rp['dream_terminated']:.2f} / {rp['real_terminated']:.2f}"
-        if "dream_length" in rp:
-            rows["random play: mean length dream / real"] = f"{rp['dream_length']:.1f} / {rp['real_length']:.1f}"
+        rows["random play: mean length dream / real"] = f"{rp['dream_length']:.1f} / {rp['real_length']:.1f}"
     return rows
 
 

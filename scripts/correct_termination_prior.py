@@ -5,7 +5,9 @@ the CNN's output bias changes; every other weight in the file stays bit-identica
 
     python scripts/correct_termination_prior.py --world dreamworld/worlds/cave --data data/bar_cave
 
-The shift is recorded in config.json (`termination.prior_shift`), and a world that has one is refused.
+The shift is recorded in the weights file's metadata, written atomically with the bias, and then in config.json
+(`termination.prior_shift`). A world that has one is refused; one stopped between the two writes gets its
+config.json completed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dreamworld.termination import TransitionSampler
 from dreamworld.train import TrainConfig
 
 BIAS = "termination.end_head.bias"
+SHIFT_KEY = "termination_prior_shift"
 
 
 @dataclass
@@ -46,20 +49,23 @@ def main(args: CorrectPriorArgs) -> float:
         raise SystemExit(f"{world} reads terminations with the dynamics' end head: it has no termination CNN")
     if termination.get("prior_shift"):
         raise SystemExit(f"{world} was corrected already (prior_shift {termination['prior_shift']:.3f})")
-    ds = EpisodeDataset(args.data)
-    steps = load_steps(ds, split_episodes(ds, cfg.holdout)[0])
-    sampler = TransitionSampler(torch.from_numpy(steps.frames), steps.ends, steps.valid, cfg.end_share,
-                                torch.Generator(), near=cfg.termination_near)
-    shift = sampler.prior_shift()
     with safe_open(world / ckpt.WEIGHTS, "pt") as f:
-        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
-    bias = tensors[BIAS]
-    tensors[BIAS] = (bias.float() - shift).to(bias.dtype)
-    ckpt.write_safetensors(world / ckpt.WEIGHTS, tensors, metadata)
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    if SHIFT_KEY in metadata:  # the bias was lowered, the config not yet written: finish
+        shift = float(metadata[SHIFT_KEY])
+    else:
+        ds = EpisodeDataset(args.data)
+        steps = load_steps(ds, split_episodes(ds, cfg.holdout)[0])
+        sampler = TransitionSampler(torch.from_numpy(steps.frames), steps.ends, steps.valid, cfg.end_share,
+                                    torch.Generator(), near=cfg.termination_near)
+        shift = sampler.prior_shift()
+        bias = tensors[BIAS]
+        tensors[BIAS] = (bias.float() - shift).to(bias.dtype)
+        ckpt.write_safetensors(world / ckpt.WEIGHTS, tensors, metadata | {SHIFT_KEY: repr(shift)})
+        print(f"{world}: termination logits lowered by {shift:.3f} ({len(sampler.end_steps)} endings in "
+              f"{len(sampler.steps)} training steps)")
     termination["prior_shift"] = shift
     ckpt.write_json(world / ckpt.CONFIG, config)
-    print(f"{world}: termination logits lowered by {shift:.3f} ({len(sampler.end_steps)} endings in "
-          f"{len(sampler.steps)} training steps)")
     return shift
 
 

@@ -125,5 +125,10 @@ def test_correcting_a_shipped_worlds_termination_prior_changes_one_bias_once(run
     lowered = before[script.BIAS].float() - shift  # float16 steps by 0.0625 near the toy's -100
     torch.testing.assert_close(after[script.BIAS].float(), lowered, atol=0.07, rtol=0)
     assert load(world).cfg.termination.prior_shift == pytest.approx(shift)
+    config = json.loads((world / "config.json").read_text())
+    del config["config"]["termination"]["prior_shift"]  # as if stopped between the weights and the config
+    (world / "config.json").write_text(json.dumps(config))
+    assert script.main(args) == pytest.approx(shift)  # the config is completed, the bias not lowered again
+    torch.testing.assert_close(read_safetensors(world / WEIGHTS)[script.BIAS], after[script.BIAS])
     with pytest.raises(SystemExit, match="corrected already"):
         script.main(args)
