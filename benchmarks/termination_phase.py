@@ -27,6 +27,7 @@ from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
 from dreamworld.data import load_steps
+from dreamworld.precision import Precision, resolve
 from dreamworld.termination import TerminationConfig, TerminationNet, drawings
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, encode_frames, termination_phase
@@ -42,6 +43,8 @@ class Args(PhaseArgs):
     """--termination-flip of the phase"""
     real_share: float = 0.5
     """--termination-real-share of the phase"""
+    precision: Precision = "auto"
+    """--termination-precision of the phase"""
     before: bool = True
     """score the checkpoint's own CNN first"""
 
@@ -58,7 +61,8 @@ def main(args: Args) -> dict:
     steps = load_steps(ds, train_eps)
     fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
     cfg = TrainConfig(steps=args.steps, termination_share=1.0, termination_shift=args.shift,
-                      termination_flip=args.flip, termination_real_share=args.real_share, seed=args.seed)
+                      termination_flip=args.flip, termination_real_share=args.real_share,
+                      termination_precision=args.precision, seed=args.seed)
     started = time.perf_counter()
     phase = termination_phase(model, steps, fresh_drawings, cfg, torch.Generator().manual_seed(args.seed),
                               {"phase": "termination", "global_step": 0}, lambda _: None,
@@ -82,7 +86,7 @@ def main(args: Args) -> dict:
                "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
                "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
                "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
-                            "real_share": args.real_share}, **rows}
+                            "real_share": args.real_share, "precision": resolve(args.precision, "cpu")}, **rows}
     if args.json:
         write_results(args.json, results)
     return results
