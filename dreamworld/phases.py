@@ -122,8 +122,10 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
         now = time.perf_counter()
         done = 1.0 if empty else max(step / steps_budget if steps_budget else 0.0,
                                      (now - started) / seconds_budget if seconds_budget else 0.0)
+        left = seconds_budget - (now - started) if seconds_budget else math.inf  # seconds of the phase to go
         done, save_due, eval_due = dist.from_main([done, now - last_save >= cfg.checkpoint_seconds,
-                                                   on_eval is not None and now - last_eval >= cfg.eval_seconds])
+                                                   on_eval is not None and now - last_eval >= cfg.eval_seconds
+                                                   and left > cfg.eval_seconds])
         if save_due:
             save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
                   "global_step": state["global_step"], "first_loss": first_loss, "seconds_budget": seconds_budget})

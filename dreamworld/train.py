@@ -132,7 +132,8 @@ class TrainConfig:
     checkpoint_seconds: float = 60.0
     """write a checkpoint at least this often"""
     eval_seconds: float = 300.0
-    """score the held-out split (logged as eval/...) this often during the dynamics phase"""
+    """score the held-out split (logged as eval/...) this often during the dynamics phase, but not in the last
+    eval_seconds of a timed one: training ends with that score anyway, and the time goes to the dynamics"""
     eval_samples: int = 64
     """held-out rollouts scored at the end of training (eval/... metrics)"""
     log_every: int = 25

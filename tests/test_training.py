@@ -143,6 +143,30 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert Path(run, "model.safetensors").exists()
 
 
+def test_no_held_out_score_in_the_last_eval_seconds_of_a_timed_phase(tmp_path, monkeypatch):
+    """Scores fall every eval_seconds of a phase, but none in its last eval_seconds: training ends with one. On a
+    clock that moves 1 s per step, a 20 s phase with eval_seconds 5 scores at 5 s and 10 s, and not at 15 s."""
+    from dreamworld import phases
+    from dreamworld.tracking import Tracker
+    from dreamworld.world_model import WorldModel
+
+    now = [0.0]
+    monkeypatch.setattr(phases.time, "perf_counter", lambda: now[0])
+    model = WorldModel(toy_config())
+    params = list(model.termination.parameters())
+
+    def loss():
+        now[0] += 1.0
+        return sum(p.square().sum() for p in params), {}
+
+    scored = []
+    cfg = TrainConfig(minutes=20 / 60 / 0.1, eval_seconds=5, checkpoint_seconds=1e9)  # termination share 0.1: 20 s
+    summary = phases.run_phase("termination", model, params, loss, 1e-3, cfg, {"global_step": 0}, lambda _: None,
+                               Tracker("disabled", tmp_path, {}, job="test"), on_eval=scored.append)
+    assert summary["steps"] == 20
+    assert scored == [5, 10]
+
+
 def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     """With --minutes the tokenizer and termination model train for their shares; the dynamics end when the budget
     less the outcome share is spent on the run's clock (so encoding the frames comes out of them), and the outcome
