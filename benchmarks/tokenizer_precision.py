@@ -1,0 +1,118 @@
+"""Benchmark: the tokenizer phase for the same wall time in each precision, then how well the tokenizer draws the
+held-out frames. A 15-minute run gives the tokenizer a time, not a number of steps, so this is the comparison
+that decides `--tokenizer-precision`.
+
+    python benchmarks/tokenizer_precision.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
+        [--json results/tokenizer_precision_cpu.json]
+
+Each precision starts from the same weights and canvas and runs `run_phase("tokenizer", ...)` as `dreamworld
+train` does (its batches, end share, learning-rate schedule). Scored on the held-out split: reconstruction PSNR
+(`dreamworld.evaluate.reconstruction_psnr`) and each frame's worst pixel error, which a missing 2x2 gem shows.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import tyro
+from common import cpu_name, write_results
+from rich.console import Console
+from rich.table import Table
+
+from dreamworld.data import frames_with_endings, load_steps, split_episodes
+from dreamworld.envs import EpisodeDataset
+from dreamworld.evaluate import reconstruction_psnr
+from dreamworld.phases import run_phase
+from dreamworld.precision import Precision, flush_denormals, resolve
+from dreamworld.presets import preset
+from dreamworld.tracking import Tracker
+from dreamworld.train import TrainConfig
+from dreamworld.world_model import WorldModel
+
+
+@dataclass
+class Args:
+    data: str
+    """a recorded dataset (its training split trains, its held-out split is scored)"""
+    seconds: float = 180.0
+    """wall time of each tokenizer phase"""
+    precisions: list[Precision] = field(default_factory=lambda: ["float32", "bfloat16"])
+    """precisions to compare"""
+    threads: int = 2
+    """torch CPU threads"""
+    seed: int = 0
+    """seed of the weights and the batches (the same for every precision)"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+@torch.no_grad()
+def worst_pixel_errors(model: WorldModel, frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames (F, H, W, 3) -> each frame's largest absolute pixel error (F,) after encoding and drawing."""
+    real = torch.from_numpy(frames)
+    drawn = torch.cat([model.tokenizer.decode_uint8(model.encode(real[i : i + 128])).cpu()
+                       for i in range(0, len(real), 128)])  # (F, H, W, 3)
+    return (drawn.int() - real.int()).abs().amax(dim=(1, 2, 3)).float()
+
+
+def main(args: Args) -> dict:
+    """Train one tokenizer per precision for the same time; print the table and return (and write) the results."""
+    flush_denormals()
+    torch.set_num_threads(args.threads)
+    ds = EpisodeDataset(args.data)
+    train_eps, held = split_episodes(ds, TrainConfig().holdout)
+    steps = load_steps(ds, train_eps, progress=False)
+    frames = torch.from_numpy(steps.frames)  # (F, H, W, 3) uint8
+    has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
+    terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
+    held_frames = np.concatenate([ds.episode(i)["frames"][::5] for i in held])[:1024]  # (<= 1024, H, W, 3)
+    cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=1.0, checkpoint_seconds=1e9, seed=args.seed)
+    model_cfg = preset("tiny")
+    model_cfg.env_id, model_cfg.obs_shape = ds.env_id, list(ds.obs_shape)
+    model_cfg.action_space = ds.manifest["action_space"]
+    torch.manual_seed(args.seed)
+    start = WorldModel(model_cfg)
+    start.tokenizer.fit_canvas(steps.frames[torch.randperm(len(frames))[: cfg.canvas_frames].sort().values.numpy()])
+    rows = {}
+    for precision in args.precisions:
+        model = copy.deepcopy(start)
+        generator = torch.Generator().manual_seed(args.seed)
+
+        def loss(model=model, generator=generator):
+            idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
+                                      generator)  # (B,)
+            return model.tokenizer.loss(frames[idx], frames[idx - 1])
+
+        phase = run_phase("tokenizer", model, list(model.tokenizer.parameters()), loss, cfg.tokenizer_lr, cfg,
+                          {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),
+                          precision=precision)
+        model.eval()
+        worst = worst_pixel_errors(model, held_frames)
+        rows[resolve(precision, "cpu")] = {
+            "steps": phase["steps"], "seconds": phase["seconds"], "final_loss": phase["final_loss"],
+            "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held, every=3, frames=2048),
+            "worst_pixel_median": statistics.median(worst.tolist()),
+            "worst_pixel_p90": float(worst.quantile(0.9))}
+    table = Table(title=f"tokenizer phase, {args.seconds:.0f} s each, {args.data}")
+    for col in ("precision", "steps", "final loss", "held-out PSNR", "worst pixel median / p90"):
+        table.add_column(col, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, str(r["steps"]), f"{r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}",
+                      f"{r['worst_pixel_median']:.0f} / {r['worst_pixel_p90']:.0f}")
+    Console().print(table)
+    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
+               "torch": torch.__version__, "python": platform.python_version(), "data": args.data,
+               "seconds": args.seconds, "rows": rows}
+    if args.json:
+        write_results(args.json, results)
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
