@@ -64,9 +64,8 @@ class MakeWorldsArgs:
     ship is against the wall, not on the height. It needs ~5,000 CNN steps (F1 0.873 on 240 fresh crashes, on the
     shipped world's drawings; 0.786 after 2,500); a 15-minute Cave run with shares 0.28 / 0.12 / 0.14 gave the CNN
     1,860 and scored worse than without (README), so it is off by default"""
-    tokenizer_share: float = 0.4
-    """share of the budget spent on the tokenizer (on a 2-core CPU: ~3,100 tokenizer then ~1,650 bfloat16
-    dynamics steps)"""
+    tokenizer_share: float = 0.32
+    """share of the budget spent on the tokenizer (`dreamworld train`'s default)"""
     agent_minutes: float = 10.0
     """budget of the agent trained in each world's dream"""
     agent_steps: int = 2_000_000

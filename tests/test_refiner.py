@@ -168,7 +168,7 @@ def test_training_with_a_refiner_end_to_end(tmp_path):
 
 
 def test_the_refiner_share_counts_only_for_a_model_with_a_refiner():
-    cfg = TrainConfig(tokenizer_share=0.75)  # + termination 0.1 + outcome 0.08 + refiner 0.1 = 1.03
+    cfg = TrainConfig(tokenizer_share=0.78, termination_share=0.07)  # + outcome 0.08 + refiner 0.1 = 1.03
     check_shares(cfg, WorldModel(toy_config()))
     with pytest.raises(ValueError, match="--refiner-share"):
         check_shares(cfg, _refiner_model())
