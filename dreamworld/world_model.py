@@ -226,8 +226,7 @@ class WorldModel(nn.Module):
             before = self.drawn(state)  # (B, 3, H, W)
             state.drawn = (next_tokens.clone(), self.draw(next_tokens, before, state.actions))
             if self.termination is not None:
-                with autocast(self.precision, self.device):
-                    end_logits = self.termination(before, state.drawn[1]).float()
+                end_logits = self.termination(before, state.drawn[1])
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 
