@@ -148,8 +148,9 @@ class TrainConfig:
     takes bfloat16 where the device computes it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs): 2x faster dynamics
     steps on such a CPU, the same loss"""
     tokenizer_precision: Precision = "auto"
-    """the same for the tokenizer: in 180 s on Catch, bfloat16 took 1,491 steps to float32's 1,111 and drew the
-    held-out frames better (34.73 dB against 33.43); step for step it is a little worse, time for time better"""
+    """the same for the tokenizer: in 180 s on Catch, bfloat16 took 1,637 steps to float32's 1,159 and drew the
+    held-out frames better (35.49 dB against 34.06, benchmarks/tokenizer_precision.py); step for step it is a
+    little worse, time for time better"""
     dump_ranks: bool = False
     """(debugging data-parallel runs) every rank writes its final weights to OUT/rank_K.safetensors"""
 
