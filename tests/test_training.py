@@ -44,7 +44,8 @@ def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
     cfg = _toy_cfg(catch_data)
     cfg.tokenizer.worst_pixels = 0  # the worst-pixels term keeps a toy tokenizer's loss far from zero
     summary = train(str(catch_data), str(tmp_path / "run"), cfg,
-                    TrainConfig(steps=300, tokenizer_share=0.5, lr=3e-3, canvas_frames=0, **FAST), wandb="disabled")
+                    TrainConfig(steps=300, tokenizer_share=0.5, termination_share=0.1, lr=3e-3, canvas_frames=0,
+                                **FAST), wandb="disabled")
     for phase in ("tokenizer", "termination", "dynamics"):
         assert summary[phase]["final_loss"] < 0.5 * summary[phase]["first_loss"], summary[phase]
     model = load(tmp_path / "run")
@@ -102,8 +103,8 @@ def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tm
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
 def test_wandb_offline_run_records_metrics(catch_data, tmp_path):
-    train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data), TrainConfig(steps=60, **FAST),
-          wandb="offline")
+    train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data),
+          TrainConfig(steps=60, termination_share=0.1, **FAST), wandb="offline")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     history = b"".join(f.read_bytes() for f in runs[0].glob("*.wandb"))
@@ -160,7 +161,7 @@ def test_no_held_out_score_in_the_last_eval_seconds_of_a_timed_phase(tmp_path, m
         return sum(p.square().sum() for p in params), {}
 
     scored = []
-    cfg = TrainConfig(minutes=20 / 60 / 0.1, eval_seconds=5, checkpoint_seconds=1e9)  # termination share 0.1: 20 s
+    cfg = TrainConfig(minutes=20 / 60 / 0.1, termination_share=0.1, eval_seconds=5, checkpoint_seconds=1e9)  # 20 s
     summary = phases.run_phase("termination", model, params, loss, 1e-3, cfg, {"global_step": 0}, lambda _: None,
                                Tracker("disabled", tmp_path, {}, job="test"), on_eval=scored.append)
     assert summary["steps"] == 20
