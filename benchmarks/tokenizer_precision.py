@@ -25,14 +25,14 @@ from common import cpu_name, write_results
 from rich.console import Console
 from rich.table import Table
 
-from dreamworld.data import frames_with_endings, load_steps, split_episodes
+from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
 from dreamworld.evaluate import reconstruction_psnr
 from dreamworld.phases import run_phase
 from dreamworld.precision import Precision, flush_denormals, resolve
 from dreamworld.presets import preset
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig
+from dreamworld.train import TrainConfig, fit_to_dataset, tokenizer_batches
 from dreamworld.world_model import WorldModel
 
 
@@ -68,26 +68,21 @@ def main(args: Args) -> dict:
     ds = EpisodeDataset(args.data)
     train_eps, held = split_episodes(ds, TrainConfig().holdout)
     steps = load_steps(ds, train_eps, progress=False)
-    frames = torch.from_numpy(steps.frames)  # (F, H, W, 3) uint8
-    has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
-    terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
     held_frames = np.concatenate([ds.episode(i)["frames"][::5] for i in held])[:1024]  # (<= 1024, H, W, 3)
     cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=1.0, checkpoint_seconds=1e9, seed=args.seed)
     model_cfg = preset("tiny")
-    model_cfg.env_id, model_cfg.obs_shape = ds.env_id, list(ds.obs_shape)
-    model_cfg.action_space = ds.manifest["action_space"]
+    fit_to_dataset(model_cfg, ds, train_eps)
     torch.manual_seed(args.seed)
     start = WorldModel(model_cfg)
-    start.tokenizer.fit_canvas(steps.frames[torch.randperm(len(frames))[: cfg.canvas_frames].sort().values.numpy()])
+    canvas = torch.randperm(len(steps.frames))[: cfg.canvas_frames].sort().values  # (canvas_frames,)
+    start.tokenizer.fit_canvas(steps.frames[canvas.numpy()])
     rows = {}
     for precision in args.precisions:
         model = copy.deepcopy(start)
-        generator = torch.Generator().manual_seed(args.seed)
+        batch = tokenizer_batches(steps, cfg, torch.Generator().manual_seed(args.seed))
 
-        def loss(model=model, generator=generator):
-            idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
-                                      generator)  # (B,)
-            return model.tokenizer.loss(frames[idx], frames[idx - 1])
+        def loss(model=model, batch=batch):
+            return model.tokenizer.loss(*batch())
 
         phase = run_phase("tokenizer", model, list(model.tokenizer.parameters()), loss, cfg.tokenizer_lr, cfg,
                           {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),

@@ -162,6 +162,30 @@ def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
     return [float(neg.mean()) if len(neg) else -1.0, 0.0, float(pos.mean()) if len(pos) else 1.0]
 
 
+def tokenizer_batches(steps: Steps, cfg: TrainConfig, generator: torch.Generator
+                      ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A function giving tokenizer batches from `steps`: (frames, the frames before them), uint8 (B, H, W, 3) each,
+    `tokenizer_end_share` of them frames an episode ended on."""
+    frames = torch.from_numpy(steps.frames)  # (F, H, W, 3)
+    has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
+    terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
+                                  generator)  # (B,)
+        return frames[idx], frames[idx - 1]
+
+    return batch
+
+
+def fit_to_dataset(model_cfg: WorldModelConfig, ds: EpisodeDataset, train_eps: list[int]) -> None:
+    """Set what `model_cfg` takes from the data: env id, frame shape, action space, fps, reward values."""
+    model_cfg.env_id, model_cfg.obs_shape = ds.env_id, list(ds.obs_shape)
+    model_cfg.action_space = ds.manifest["action_space"]
+    model_cfg.render_fps = int(ds.manifest.get("render_fps") or env_render_fps(ds.env_id))
+    model_cfg.reward_values = _reward_values(ds, train_eps)
+
+
 def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     """Cross-entropy on every FSQ digit of the next frame's tokens, weighted reward-sign CE and (with an end head)
     weighted termination BCE (events outweigh the common uneventful steps)."""
@@ -220,10 +244,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     else:
         if (out / ckpt.CONFIG).exists():
             raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
-        model_cfg.env_id, model_cfg.obs_shape = ds.env_id, list(ds.obs_shape)
-        model_cfg.action_space = ds.manifest["action_space"]
-        model_cfg.render_fps = int(ds.manifest.get("render_fps") or env_render_fps(ds.env_id))
-        model_cfg.reward_values = _reward_values(ds, train_eps)
+        fit_to_dataset(model_cfg, ds, train_eps)
         model = WorldModel(model_cfg).to(device)
         state = {"phase": "tokenizer", "global_step": 0}
     check_shares(cfg, model)
@@ -244,12 +265,10 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     elif resume:  # a rank whose sampler state was not saved: fresh windows, not those of the run's start
         generator.manual_seed(cfg.seed + dist.rank + 1_000_003 * state["global_step"])
     summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames),
-                     "precision": f"tokenizer {resolve(cfg.tokenizer_precision, device)}, dynamics "
-                                  f"{resolve(cfg.precision, device)}"
-                                  + (f", refiner {resolve(cfg.refiner_precision, device)}"
-                                     if model.refiner is not None else "")
-                                  + (f", termination {resolve(cfg.termination_precision, device)}"
-                                     if model.termination is not None else "")}
+                     "precision": ", ".join(f"{net} {resolve(p, device)}" for net, p, present in (
+                         ("tokenizer", cfg.tokenizer_precision, True), ("dynamics", cfg.precision, True),
+                         ("refiner", cfg.refiner_precision, model.refiner is not None),
+                         ("termination", cfg.termination_precision, model.termination is not None)) if present)}
 
     clock = RunClock(time.perf_counter() - float(state.get("run_elapsed", 0.0)))
     # what the phases end on; a run saved before the clock existed keeps the shares' budgets
@@ -276,14 +295,11 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         if dist.is_main:
             ckpt.save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
     if state["phase"] == "tokenizer":
-        has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
-        terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
+        batch = tokenizer_batches(steps, cfg, generator)
         net = dist.wrap(model.tokenizer, model.tokenizer.loss)
 
         def tokenizer_loss():
-            idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
-                                      generator)  # (B,)
-            return net(frames[idx].to(device), frames[idx - 1].to(device))
+            return net(*(f.to(device) for f in batch()))
 
         summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
                                          cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
