@@ -93,7 +93,8 @@ def run_train(args: TrainArgs) -> None:
                 rows[f"{phase} first loss"] = f"{s['first_loss']:.4f}"
             rows[f"{phase} final loss"] = f"{s['final_loss']:.4f}"
     if "dynamics" in summary:
-        rows["dynamics frames/s"] = f"{summary['dynamics']['frames_per_s']:.0f}"
+        compiled = " (compiled)" if summary["dynamics"]["compiled"] else ""
+        rows["dynamics frames/s"] = f"{summary['dynamics']['frames_per_s']:.0f}{compiled}"
     rows |= _metric_rows(summary.get("eval"))
     print_table("dreamworld train", rows)
 

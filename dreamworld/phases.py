@@ -51,7 +51,7 @@ def _minutes(cfg: TrainConfig) -> float | None:
     return cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
 
 
-def _budget(cfg: TrainConfig, phase: str, model: WorldModel) -> tuple[int | None, float | None]:
+def phase_budget(cfg: TrainConfig, phase: str, model: WorldModel) -> tuple[int | None, float | None]:
     """(steps, seconds) for a phase of `model`: its shares of --steps and of --minutes."""
     share = _shares(cfg, model.termination is not None, model.refiner is not None)[phase]
     minutes = _minutes(cfg)
@@ -95,7 +95,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     all ranks step in lockstep."""
     dist = dist or Distributed("cpu")
     precision = resolve(precision, dist.device)  # once, not on every step
-    steps_budget, seconds_budget = _budget(cfg, name, model)
+    steps_budget, seconds_budget = phase_budget(cfg, name, model)
     resumed = state.get("phase") == name and "optimizer" in state
     end, out_of_time = phase_end(cfg, name), False
     if seconds_budget is not None and clock is not None and end is not None:

@@ -25,11 +25,12 @@ from tqdm import tqdm
 from dreamworld.envs import EpisodeDataset, env_render_fps
 
 from . import checkpoint as ckpt
+from .compiling import Compile, compiled, should_compile
 from .data import Steps, WindowSampler, frames_with_endings, load_steps, split_episodes
 from .distributed import Distributed
 from .evaluate import log_eval, log_reconstructions
 from .outcome import OutcomeStates, outcome_heads, outcome_loss
-from .phases import RunClock, check_shares, run_phase
+from .phases import RunClock, check_shares, phase_budget, run_phase
 from .precision import Precision, autocast, flush_denormals, resolve
 from .refiner import ChainSampler, refiner_loss
 from .termination import Augment, TransitionSampler, drawings, reconstruct, termination_loss
@@ -151,6 +152,11 @@ class TrainConfig:
     """the same for the tokenizer: in 180 s on Catch, bfloat16 took 1,637 steps to float32's 1,159 and drew the
     held-out frames better (35.49 dB against 34.06, benchmarks/tokenizer_precision.py); step for step it is a
     little worse, time for time better"""
+    compile: Compile = "auto"
+    """compile the dynamics' training step with torch.compile (compiling.py): a step took 227-240 ms against 313 on
+    2 CPU cores; the first step compiles (~30 s cold, ~5 s from inductor's cache). auto: on for a dynamics phase
+    of at least 2 minutes (or 1,000 steps) where a C++ compiler (CPU) or Triton (CUDA) is found; on: always (an
+    error where it cannot); off: never"""
     dump_ranks: bool = False
     """(debugging data-parallel runs) every rank writes its final weights to OUT/rank_K.safetensors"""
 
@@ -186,11 +192,14 @@ def fit_to_dataset(model_cfg: WorldModelConfig, ds: EpisodeDataset, train_eps: l
     model_cfg.reward_values = _reward_values(ds, train_eps)
 
 
-def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig,
+                  forward: Callable | None = None) -> tuple[torch.Tensor, dict]:
     """Cross-entropy on every FSQ digit of the next frame's tokens, weighted reward-sign CE and (with an end head)
-    weighted termination BCE (events outweigh the common uneventful steps)."""
+    weighted termination BCE (events outweigh the common uneventful steps). `forward`: the dynamics' forward pass
+    to use (a compiled one, `compiling.compiled`); default `model.dynamics`."""
     tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
-    digit_logits, reward_logits, end_logits = model.dynamics(tokens[:, :-1], batch["actions"], tokens[:, 1:])
+    forward = model.dynamics if forward is None else forward
+    digit_logits, reward_logits, end_logits = forward(tokens[:, :-1], batch["actions"], tokens[:, 1:])
     # end_logits: None when the model reads terminations off frames (trained in their own phase)
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
@@ -331,7 +340,9 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     if state["phase"] == "dynamics":
         sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
         sampler.generator = generator
-        net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg))
+        compile_step = should_compile(cfg.compile, device, *phase_budget(cfg, "dynamics", model))
+        forward = compiled(model.dynamics) if compile_step else model.dynamics  # the same weights either way
+        net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg, forward))
 
         def loss():
             return net({k: v.to(device) for k, v in sampler.sample(cfg.batch_size).items()})
@@ -345,6 +356,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                                         clock=run_clock)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
                                                * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
+        summary["dynamics"]["compiled"] = compile_step
         state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
         save(state)
     if state["phase"] == "outcome":
