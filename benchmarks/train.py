@@ -2,11 +2,13 @@
 random data.
 
     python benchmarks/train.py [--presets tiny small] [--precisions float32 bfloat16] [--steps 20]
-        [--device cpu|cuda] [--json benchmarks/results/train_cpu.json]
+        [--device cpu|cuda] [--no-compile] [--json benchmarks/results/train_cpu.json]
 
 Frames/s counts frames whose loss is computed per second: tokenizer batch frames, dynamics batch x sequence
 frames. bfloat16 means autocast, as `dreamworld train --precision bfloat16` runs it (it is timed only where the
-device computes bfloat16 natively). Allocator settings (MALLOC_*) and thread count are printed and saved.
+device computes bfloat16 natively). With compiling on (the default), the dynamics step is timed again under
+torch.compile, as `dreamworld train --compile on` runs it, and the first compiled step's time (the compile) is
+reported. Allocator settings (MALLOC_*) and thread count are printed and saved.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from common import cpu_name, triton_version, write_results
 from rich.console import Console
 from rich.table import Table
 
+from dreamworld.compiling import compiled, compiler_missing
 from dreamworld.precision import Precision, autocast, native_bf16
 from dreamworld.presets import preset
 from dreamworld.train import TrainConfig, dynamics_loss
@@ -40,6 +43,8 @@ class Args:
     """torch threads (default: torch's choice)"""
     device: str = "cpu"
     """where to train: "cpu" or "cuda" (CUDA steps are timed with a synchronize after each)"""
+    compile: bool = True
+    """also time the dynamics step compiled (dreamworld.compiling), where the device can compile"""
     json: str | None = None
     """write the results to this JSON file"""
 
@@ -61,9 +66,9 @@ def _time_steps(step_fn, steps: int, device: str) -> float:
     return statistics.median(times)
 
 
-def bench_preset(name: str, precision: str, steps: int, device: str = "cpu") -> dict:
+def bench_preset(name: str, precision: str, steps: int, device: str = "cpu", compile_step: bool = False) -> dict:
     """Tokenizer and dynamics training steps/s and frames/s for one preset with its default batch sizes, forward
-    passes at `precision`, on `device`."""
+    passes at `precision`, on `device`; with `compile_step` the dynamics step compiled as well."""
     cfg = preset(name)
     train = TrainConfig()
     model = WorldModel(cfg).to(device)
@@ -86,15 +91,24 @@ def bench_preset(name: str, precision: str, steps: int, device: str = "cpu") -> 
     batch = {key: value.to(device) for key, value in batch.items()}
     dyn_opt = torch.optim.AdamW(model.dynamics.parameters())
 
-    def dynamics_step():
+    def dynamics_step(forward=None):
         with autocast(precision, device):
-            loss, _ = dynamics_loss(model, batch, train)
+            loss, _ = dynamics_loss(model, batch, train, forward)
         dyn_opt.zero_grad()
         loss.backward()
         dyn_opt.step()
 
     tok_s, dyn_s = _time_steps(tokenizer_step, steps, device), _time_steps(dynamics_step, steps, device)
-    return {"preset": name, "precision": precision, "device": device, "tokens_per_frame": n,
+    extra = {}
+    if compile_step:
+        forward = compiled(model.dynamics)
+        start = time.perf_counter()
+        dynamics_step(forward)  # compiles
+        compile_s = time.perf_counter() - start
+        compiled_s = _time_steps(lambda: dynamics_step(forward), steps, device)
+        extra = {"compiled_dynamics_frames_per_s": B * seq / compiled_s, "compiled_dynamics_step_ms": 1000 * compiled_s,
+                 "first_compiled_step_s": compile_s}
+    return extra | {"preset": name, "precision": precision, "device": device, "tokens_per_frame": n,
             "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
             "tokenizer_params": sum(p.numel() for p in model.tokenizer.parameters()),
             "tokenizer_frames_per_s": train.tokenizer_batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
@@ -107,16 +121,21 @@ def main(args: Args) -> list[dict]:
         torch.set_num_threads(args.threads)
     env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     precisions = [p for p in args.precisions if p != "bfloat16" or native_bf16(args.device)]
-    rows = [bench_preset(name, precision, args.steps, args.device) for name in args.presets for precision in precisions]
+    compile_step = args.compile and compiler_missing(args.device) is None
+    rows = [bench_preset(name, precision, args.steps, args.device, compile_step) for name in args.presets
+            for precision in precisions]
     where = (torch.cuda.get_device_name(args.device) if torch.device(args.device).type == "cuda"
              else f"{cpu_name()}, {torch.get_num_threads()} threads")
     table = Table(title=f"training throughput ({where}, allocator {env or 'glibc defaults'})")
-    for col in ("preset", "precision", "tokens/frame", "tokenizer frames/s", "dynamics frames/s", "dynamics batch",
-                "dynamics params"):
+    for col in ("preset", "precision", "tokens/frame", "tokenizer frames/s", "dynamics frames/s",
+                "compiled (first step)", "dynamics batch", "dynamics params"):
         table.add_column(col, justify="right")
     for r in rows:
+        compiled_cell = (f"{r['compiled_dynamics_frames_per_s']:.0f} ({r['first_compiled_step_s']:.0f} s)"
+                         if "compiled_dynamics_frames_per_s" in r else "-")
         table.add_row(r["preset"], r["precision"], str(r["tokens_per_frame"]), f"{r['tokenizer_frames_per_s']:.0f}",
-                      f"{r['dynamics_frames_per_s']:.0f}", r["dynamics_batch"], f"{r['dynamics_params'] / 1e6:.1f}M")
+                      f"{r['dynamics_frames_per_s']:.0f}", compiled_cell, r["dynamics_batch"],
+                      f"{r['dynamics_params'] / 1e6:.1f}M")
     Console().print(table)
     if args.json:
         write_results(args.json, {"date": time.strftime("%Y-%m-%d"), "device": where, "torch": torch.__version__,

@@ -21,9 +21,9 @@ def toy_config(action_space=None, context=4, frame_termination=True) -> WorldMod
         env_id="Toy-v0", action_space=space_to_json(space))
 
 
-def dynamics_loss_and_grads(model, batch: dict, device: str) -> tuple[dict, dict]:
+def dynamics_loss_and_grads(model, batch: dict, device: str, forward=None) -> tuple[dict, dict]:
     """The dynamics loss and its flattened gradients under float32 and under bfloat16 autocast on `device`:
-    ({precision: loss}, {precision: grads})."""
+    ({precision: loss}, {precision: grads}); `forward` as for `dynamics_loss` (a compiled dynamics)."""
     import torch
 
     from dreamworld.precision import autocast
@@ -33,7 +33,7 @@ def dynamics_loss_and_grads(model, batch: dict, device: str) -> tuple[dict, dict
     for precision in ("float32", "bfloat16"):
         model.zero_grad()
         with autocast(precision, device):
-            loss, _ = dynamics_loss(model, batch, TrainConfig())
+            loss, _ = dynamics_loss(model, batch, TrainConfig(), forward)
         loss.backward()
         losses[precision] = loss.item()
         grads[precision] = torch.cat([p.grad.flatten() for p in model.dynamics.parameters() if p.grad is not None])
