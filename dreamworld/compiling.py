@@ -2,7 +2,8 @@
 GELU, the casts autocast inserts) fused into a few kernels around the matmuls.
 
 On 2 CPU cores (AMX, bfloat16 autocast, tiny preset, 16 sequences of 16 frames) a dynamics step took 227-240 ms
-compiled against 313 eagerly. The first step compiles: about 30 s with a cold cache, 4-5 s once inductor's cache
+compiled against 313 eagerly, timed by hand on real Catch batches (`benchmarks/train.py` on random data, a
+busier moment: 326 against 425). The first step compiles: about 30 s with a cold cache, 4-5 s once inductor's cache
 (in the system's temporary directory) holds the graph. `auto` therefore compiles only phases long enough to pay
 that back. The attention runs as it is, outside the compiled graph (`dreamworld.kernels.attention`). Inductor needs
 a C++ compiler on the CPU and a working Triton on CUDA.
