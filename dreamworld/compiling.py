@@ -12,7 +12,7 @@ a C++ compiler on the CPU and a working Triton on CUDA.
 from __future__ import annotations
 
 import shutil
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from dreamworld.kernels.launch import triton_ready
 
 Compile = Literal["auto", "on", "off"]
-COMPILE_CHOICES = ("auto", "on", "off")
+COMPILE_CHOICES = get_args(Compile)
 AUTO_MIN_SECONDS = 120.0
 """`auto` compiles a timed phase of at least this many seconds (the cold compile costs ~30 s; steps get ~25% faster)"""
 AUTO_MIN_STEPS = 1000

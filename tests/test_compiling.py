@@ -3,21 +3,10 @@ and a clear error where compiling cannot run; the multi-hot digit embedding equa
 
 import pytest
 import torch
-from toy_models import dynamics_loss_and_grads, toy_config
+from toy_models import dynamics_loss_and_grads, random_dynamics_batch, toy_config
 
 from dreamworld.compiling import AUTO_MIN_SECONDS, AUTO_MIN_STEPS, compiled, compiler_missing, should_compile
 from dreamworld.world_model import WorldModel
-
-
-def _batch(model, B=2, T=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(model.tokenizer.vocab_size, (B, T + 1, model.tokenizer.tokens_per_frame), generator=g)
-    rewards = torch.zeros(B, T)
-    rewards[0, 1], rewards[1, 3] = 1.0, -1.0  # events, so the reward head's pooling gets gradients that matter
-    ends = torch.zeros(B, T, dtype=torch.bool)
-    ends[1, -1] = True
-    return {"tokens": tokens, "actions": torch.randint(3, (B, T), generator=g), "rewards": rewards, "ends": ends,
-            "mask": torch.ones(B, T, dtype=torch.bool)}
 
 
 def test_digit_embeddings_equal_the_sum_of_table_rows():
@@ -40,7 +29,7 @@ def test_compiled_training_step_matches_eager():
     (compiled in bfloat16, the outcome head's amax pooling once gave NaN gradients)."""
     torch.manual_seed(1)
     model = WorldModel(toy_config(context=3, frame_termination=False))
-    batch = _batch(model)
+    batch = random_dynamics_batch(model, B=2, T=5, events=True)  # events: the reward pooling's gradients matter
     eager_losses, eager_grads = dynamics_loss_and_grads(model, batch, "cpu")
     losses, grads = dynamics_loss_and_grads(model, batch, "cpu", compiled(model.dynamics))
     for precision in ("float32", "bfloat16"):

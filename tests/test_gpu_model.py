@@ -4,7 +4,7 @@ close to float32. Run in their own process: `TRITON_INTERPRET=0 pytest -m gpu te
 
 import pytest
 import torch
-from toy_models import dynamics_loss_and_grads, toy_config
+from toy_models import dynamics_loss_and_grads, random_dynamics_batch, toy_config
 
 from dreamworld.kernels import launch
 from dreamworld.world_model import WorldModel
@@ -23,12 +23,7 @@ def model(monkeypatch):
 
 
 def _batch(model, B=3, T=9, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(model.tokenizer.vocab_size, (B, T + 1, model.tokenizer.tokens_per_frame), generator=g)
-    actions = torch.randint(0, 3, (B, T), generator=g)
-    return {"tokens": tokens.cuda(), "actions": actions.cuda(), "rewards": torch.zeros(B, T, device="cuda"),
-            "ends": torch.zeros(B, T, dtype=torch.bool, device="cuda"),
-            "mask": torch.ones(B, T, dtype=torch.bool, device="cuda")}
+    return random_dynamics_batch(model, B, T, seed, device="cuda")
 
 
 def test_triton_path_equals_torch_path(model, monkeypatch):

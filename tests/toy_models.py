@@ -21,6 +21,22 @@ def toy_config(action_space=None, context=4, frame_termination=True) -> WorldMod
         env_id="Toy-v0", action_space=space_to_json(space))
 
 
+def random_dynamics_batch(model, B: int, T: int, seed: int = 0, events: bool = False, device: str = "cpu") -> dict:
+    """A `dynamics_loss` batch of random tokens and actions (3 actions): T steps of B sequences; with `events`, a
+    reward, a penalty and an ending in it (else none)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(model.tokenizer.vocab_size, (B, T + 1, model.tokenizer.tokens_per_frame), generator=g)
+    actions = torch.randint(0, 3, (B, T), generator=g)
+    rewards, ends = torch.zeros(B, T), torch.zeros(B, T, dtype=torch.bool)
+    if events:
+        rewards[0, 1], rewards[-1, 3], ends[-1, -1] = 1.0, -1.0, True
+    batch = {"tokens": tokens, "actions": actions, "rewards": rewards, "ends": ends,
+             "mask": torch.ones(B, T, dtype=torch.bool)}
+    return {key: value.to(device) for key, value in batch.items()}
+
+
 def dynamics_loss_and_grads(model, batch: dict, device: str, forward=None) -> tuple[dict, dict]:
     """The dynamics loss and its flattened gradients under float32 and under bfloat16 autocast on `device`:
     ({precision: loss}, {precision: grads}); `forward` as for `dynamics_loss` (a compiled dynamics)."""
