@@ -122,8 +122,10 @@ def loop(env_id: str, out: str, cfg: LoopConfig, wandb: str = "offline", progres
             if has_agent:
                 from dreamworld.agents import load
 
-                agent = load(agent_dir)
-                policy = frame_policy(agent, ckpt.load(state["world_model"]) if agent.obs_type == "latent" else None)
+                device = cfg.agent.device  # the agent and the tokenizer that encodes its frames act on its device
+                agent = load(agent_dir, device)
+                model = ckpt.load(state["world_model"], device) if agent.obs_type == "latent" else None
+                policy = frame_policy(agent, model)
             else:
                 policy = cfg.first_policy
             result = collect(env_id, state["data"], target, policy=policy, seed=cfg.seed + 1000 * i,
