@@ -26,9 +26,16 @@ class TrainArgs:
     """where terminations are read: frames (a CNN on the frames the model draws before and after a step; learns
     from few endings, but latent dreams decode every step) or tokens (the dynamics' outcome head, which reads the
     rewards in both cases; latent dreams skip the decoder)"""
+    rewards: Literal["tokens", "frames"] = "tokens"
+    """where rewards are read: tokens (the dynamics' outcome head, from the codes) or frames (a reward head on the
+    termination CNN, from the drawn frames; needs --termination frames). On Catch's fresh data: F1 0.94 with
+    frames against 0.84-0.88 with tokens"""
     refiner: bool = False
     """add a refiner (refiner.py): the decoder draws each frame over the previous drawing, so detail that no token
     grid holds frame by frame (Cave's scrolling, speckled walls) carries over from frame to frame"""
+    tokenizer_encoder: Literal["frame", "patches"] | None = None
+    """frame: the tokenizer's encoder sees the whole frame (a change anywhere moves every code); patches: each
+    token's code is read from its patch alone, so unchanged patches keep their codes (default: the preset's)"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -76,9 +83,15 @@ def run_train(args: TrainArgs) -> None:
         torch.set_num_threads(args.threads)
     model_cfg = preset(args.preset)
     if args.termination == "tokens":
+        if args.rewards == "frames":
+            raise ValueError("--rewards frames reads rewards with the termination CNN: pass --termination frames")
         model_cfg.termination = None
+    else:
+        model_cfg.termination.rewards = args.rewards == "frames"
     if args.refiner:
         model_cfg.refiner = RefinerConfig()
+    if args.tokenizer_encoder:
+        model_cfg.tokenizer.encoder = args.tokenizer_encoder
     summary = train(args.data, args.out, model_cfg, args.train, resume=args.resume, wandb=args.wandb)
     if env_rank() != 0:
         return  # under torchrun rank 0 reports

@@ -152,9 +152,9 @@ def chain_reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: l
 def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
     """Reward and termination F1 over every step of `episodes`, read as in a dream but from real frames: rewards
     (and terminations, without a termination CNN) by the dynamics' outcome head from the real context and the next
-    frame's tokens, terminations by the termination CNN from the drawings of the frames before and after each step
-    (with a refiner, each drawn over the real frame before it). A reward event is a nonzero reward; it counts as
-    found when the predicted sign matches."""
+    frame's tokens, terminations (and rewards, when it reads them) by the termination CNN from the drawings of the
+    frames before and after each step (with a refiner, each drawn over the real frame before it). A reward event
+    is a nonzero reward; it counts as found when the predicted sign matches."""
     T = 4 * model.cfg.dynamics.context_frames
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for i in episodes:
@@ -172,7 +172,10 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
                 fresh = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
                 has_before, before = frames_before(index, starts)  # (e - s + 1,) each
                 drawn = model.draw_over_real(fresh, frames[before], has_before, actions[before])
-                end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (1, e - s)
+                end_logits, frame_rewards = model.termination.outcomes(drawn[:-1], drawn[1:])  # (e - s,), (e - s, 3)
+                end_logits = end_logits[None]  # (1, e - s)
+                if frame_rewards is not None:
+                    reward_logits = frame_rewards[None]  # (1, e - s, 3)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
         true_r.append(np.sign(ep["rewards"]).astype(int))

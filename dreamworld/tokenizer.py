@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +35,10 @@ class TokenizerConfig:
     """FSQ levels per latent dimension; the vocabulary is their product."""
     groups: int = 8
     """GroupNorm groups (each stage width must be divisible by it)."""
+    encoder: Literal["frame", "patches"] = "frame"
+    """frame: the encoder runs over the whole frame, so a token's code hangs on every pixel (GroupNorm statistics and
+    the receptive field span the frame: a change anywhere moves codes everywhere); patches: the same encoder runs
+    on each token's patch alone, so a patch that does not change keeps its code (the decoder still sees them all)"""
     edge_weight: float = 4.0
     """Extra loss weight on pixels near an edge (local colour range in a 3x3 window, 0..1)."""
     background_weight: float = 4.0
@@ -148,6 +153,8 @@ class Tokenizer(nn.Module):
         factor = 2 ** len(cfg.channels)
         if len(cfg.blocks) != len(cfg.channels):
             raise ValueError(f"blocks {cfg.blocks} needs one entry per stage of channels {cfg.channels}")
+        if cfg.encoder not in ("frame", "patches"):
+            raise ValueError(f"tokenizer encoder must be 'frame' or 'patches', got {cfg.encoder!r}")
         if cfg.image_size % factor:
             raise ValueError(f"image_size {cfg.image_size} is not a multiple of the downsampling factor {factor}: "
                              "use fewer stages in channels or another image size")
@@ -189,8 +196,14 @@ class Tokenizer(nn.Module):
 
     def _codes(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> quantized codes (B, h, w, dim)."""
-        z = self.encoder(self._to_input(frames))  # (B, dim, h, w)
-        return self.fsq(z.permute(0, 2, 3, 1))  # (B, h, w, dim)
+        x = self._to_input(frames)  # (B, 3, H, W)
+        if self.cfg.encoder == "frame":
+            return self.fsq(self.encoder(x).permute(0, 2, 3, 1))  # (B, h, w, dim)
+        (h, w), B = self.grid, x.shape[0]
+        p = self.cfg.image_size // h
+        patches = x.view(B, 3, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(B * h * w, 3, p, p)  # (B*h*w, 3, p, p)
+        z = self.encoder(patches).view(B, h, w, -1)  # (B*h*w, dim, 1, 1) -> (B, h, w, dim)
+        return self.fsq(z)
 
     def _render(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, h, w, dim) -> unclamped image (B, 3, H, W), 0..1 in the pixel range."""

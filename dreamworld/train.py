@@ -87,6 +87,9 @@ class TrainConfig:
     took 21 ms against 34 on 2 cores of an AMX CPU, with the same termination F1 (benchmarks/termination_phase.py)"""
     termination_real_share: float = 0.0
     """share of termination batch rows that show the real frames instead of the model's drawings of them"""
+    termination_reward_share: float = 0.25
+    """share of termination batch rows drawn from steps with a reward, for a termination model that reads rewards
+    too (dreamworld train --rewards frames)"""
     outcome_share: float = 0.08
     """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
     frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes out of
@@ -411,7 +414,9 @@ def termination_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg:
     augment = (Augment(cfg.termination_hud_rows, cfg.termination_shift, cfg.termination_flip)
                if cfg.termination_shift or cfg.termination_flip else None)
     sampler = TransitionSampler(drawn, steps.ends, steps.valid, cfg.end_share, generator, near=cfg.termination_near,
-                                augment=augment, real=frames, real_share=cfg.termination_real_share)
+                                augment=augment, real=frames, real_share=cfg.termination_real_share,
+                                rewards=steps.rewards if model.termination.reward_head is not None else None,
+                                reward_share=cfg.termination_reward_share)
     net = dist.wrap(model.termination, lambda batch: termination_loss(model.termination, batch))
     summary = run_phase("termination", model, list(model.termination.parameters()),
                         lambda: net(sampler.sample(cfg.termination_batch_size, dist.device)), cfg.termination_lr, cfg,

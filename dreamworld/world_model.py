@@ -226,7 +226,8 @@ class WorldModel(nn.Module):
             before = self.drawn(state)  # (B, 3, H, W)
             state.drawn = (next_tokens.clone(), self.draw(next_tokens, before, state.actions))
             if self.termination is not None:
-                end_logits = self.termination(before, state.drawn[1])
+                end_logits, frame_rewards = self.termination.outcomes(before, state.drawn[1])
+                reward_logits = reward_logits if frame_rewards is None else frame_rewards
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 

@@ -1,6 +1,6 @@
-"""The termination model: dreams read terminations off the frames they draw (rewards off the dynamics' head), its
-sampler over-represents endings without crossing episodes, and checkpoints from before it load with the dynamics'
-end head."""
+"""The termination model: dreams read terminations off the frames they draw (rewards off the dynamics' head, or off
+the frames too with a reward head), its sampler over-represents endings (and rewards) without crossing episodes,
+and checkpoints from before it load with the dynamics' end head."""
 
 import json
 
@@ -39,7 +39,8 @@ def test_dreams_read_terminations_off_the_drawn_frames():
     np.testing.assert_array_equal(model.frames(state).numpy(), model.tokenizer.decode_uint8(next_tokens).numpy())
     # a dream restarting changes its tokens in place: the next step reads the new frame, not a stale drawing
     seen = []
-    model.termination.register_forward_pre_hook(lambda module, args: seen.append(args))
+    outcomes = model.termination.outcomes
+    model.termination.outcomes = lambda before, after: seen.append((before, after)) or outcomes(before, after)
     stale = model.tokenizer.decode(state.tokens)
     state.tokens[1] = torch.roll(state.tokens[1], 1)
     restarted = state.tokens.clone()
@@ -159,3 +160,65 @@ def test_real_share_shows_the_real_frames_of_the_same_steps():
     assert torch.equal(marked, batch["after"][:, 0, 0, 0] == 1.0)  # both frames of a row are real, or neither
     torch.testing.assert_close(batch["after"][:, 0, 1, 1] * 255, batch["before"][:, 0, 1, 1] * 255 + 1)
     torch.testing.assert_close(batch["ends"], (batch["before"][:, 0, 1, 1] * 255).round().eq(99).float())
+
+
+def _model_with_frame_rewards(seed=0):
+    torch.manual_seed(seed)
+    cfg = toy_config()
+    cfg.termination.rewards = True
+    model = WorldModel(cfg).eval()
+    with torch.no_grad():
+        model.tokenizer.decoder[-1].weight.normal_(std=0.3)  # untrained, it draws the canvas alone: make tokens show
+    return model
+
+
+def test_a_termination_model_with_a_reward_head_gives_the_dreams_their_rewards(tmp_path):
+    model = _model_with_frame_rewards()
+    actions = torch.tensor([0, 1, 2])
+    for sign in (0, 2):  # the CNN's head made sure of one sign: every dream gets that reward, whatever the codes
+        with torch.no_grad():
+            model.termination.reward_head.bias.zero_()
+            model.termination.reward_head.bias[sign] = 50.0
+        state = _dream(model)
+        rewards, _ = model.advance(state, model.dynamics.sample(model.predict(state, actions), 0.0))
+        torch.testing.assert_close(rewards, model.reward_values[sign].expand(3))
+    save_model(tmp_path, model)
+    loaded = load(tmp_path)
+    assert loaded.cfg.termination.rewards
+    torch.testing.assert_close(loaded.termination.reward_head.bias, model.termination.reward_head.bias)
+    assert WorldModel(toy_config()).termination.reward_head is None  # the default (and every older CNN) has none
+
+
+def test_reward_rows_come_from_rewarded_steps_with_their_sign_and_the_loss_learns_them():
+    from dreamworld.termination import termination_loss
+
+    n = 200
+    drawn = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 64, 64, 3).contiguous()
+    rewards = torch.zeros(n)
+    rewards[[20, 60]], rewards[120] = 1.0, -1.0
+    ends = torch.zeros(n, dtype=torch.bool)
+    ends[150] = True
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[-1] = False
+    sampler = TransitionSampler(drawn, ends, valid, 0.1, torch.Generator().manual_seed(0), rewards=rewards,
+                                reward_share=0.3)
+    batch = sampler.sample(4000, "cpu")
+    step = (batch["before"][:, 0, 0, 0] * 255).round().long()  # (B,) which step each row shows
+    torch.testing.assert_close(batch["reward_signs"], torch.sign(rewards[step]).long() + 1)
+    assert 0.27 < (batch["reward_signs"] != 1).float().mean() < 0.34  # reward_share, plus the uniform draws' few
+    share = torch.cat([sampler.sample(4096, "cpu")["ends"] for _ in range(25)]).mean().item()
+    rate = 1 / 199
+    expected = np.log(share / (1 - share)) - np.log(rate / (1 - rate))
+    assert abs(sampler.prior_shift() - expected) < 0.1  # the reward rows thin the uniform draws: still measured
+    model = _model_with_frame_rewards()
+    net = model.termination.train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    batch = sampler.sample(64, "cpu")
+    _, first = termination_loss(net, batch)
+    assert {"reward_loss", "reward_accuracy"} <= set(first)
+    for _ in range(40):
+        loss, stats = termination_loss(net, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert stats["reward_loss"] < 0.5 * first["reward_loss"], (first, stats)

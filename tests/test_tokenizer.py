@@ -57,6 +57,38 @@ def test_rejects_wrong_frames():
         Tokenizer(TINY).encode(torch.zeros(1, 16, 16, 3))
 
 
+def test_patch_encoder_codes_hang_on_their_patch_only():
+    """With encoder="patches" a change inside one patch moves that token's code and no other; the frame encoder,
+    whose GroupNorm statistics span the frame, moves codes far from the change."""
+    torch.manual_seed(0)
+    frames = torch.from_numpy(dot_frames(4, size=64))
+    changed = frames.clone()
+    changed[:, 40:44, 40:44] = 200  # inside patch (row 2, column 2) of the 4x4 grid: token 10
+    for encoder in ("patches", "frame"):
+        tok = Tokenizer(TokenizerConfig(encoder=encoder, levels=[255] * 6)).eval()  # fine levels: small moves show
+        moved = tok.encode(frames) != tok.encode(changed)  # (4, 16)
+        assert moved[:, 10].all(), encoder
+        others = torch.cat((moved[:, :10], moved[:, 11:]), 1)
+        assert not others.any() if encoder == "patches" else others.any(), encoder
+
+
+def test_patch_encoder_trains_and_old_configs_read_as_frame():
+    assert TokenizerConfig(**{k: v for k, v in vars(TINY).items() if k != "encoder"}).encoder == "frame"
+    with pytest.raises(ValueError, match="'frame' or 'patches'"):
+        Tokenizer(TokenizerConfig(encoder="pixels"))
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(**vars(TINY) | {"encoder": "patches"}))
+    frames = torch.from_numpy(dot_frames(8))
+    start, _ = tok.loss(frames)
+    opt = torch.optim.AdamW(tok.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss, _ = tok.loss(frames)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert tok.loss(frames)[0].item() < 0.3 * start.item()
+
+
 def test_overfits_a_moving_dot():
     torch.manual_seed(0)
     tok = Tokenizer(TINY)

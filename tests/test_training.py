@@ -207,3 +207,10 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     assert phase(6.1, {"global_step": 0}, steps=1000)["steps"] == 0  # with --steps too, out of time is out
     resumed = phase(5.9, {**saved[-1], "seconds_budget": None, "global_step": 0})  # saved by a run of --steps
     assert resumed["seconds"] < 0.48
+
+
+def test_rewards_off_frames_need_the_termination_cnn(tmp_path):
+    from dreamworld.cli_model import TrainArgs, run_train
+
+    with pytest.raises(ValueError, match="--termination frames"):
+        run_train(TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"), termination="tokens", rewards="frames"))
