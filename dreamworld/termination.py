@@ -42,6 +42,9 @@ class TerminationConfig:
     """also read each step's reward (its sign) off the two frames, with a 3-way head beside the end head: the
     dynamics' reward head sees codes, and on Catch's fresh data it found 0.84-0.88 F1 where a CNN on the drawn
     frames found 0.94 (a caught gem changes the score's digits, whatever the score)"""
+    reward_prior_shift: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """what was added to the reward head's logits (signs -1, 0, +1) for the rewards its batches over-represent
+    (`TerminationNet.correct_reward_prior`), recorded so the correction is applied once"""
     prior_shift: float = 0.0
     """log-odds already taken off its logits for the endings its batches over-represent
     (`TerminationNet.correct_prior`), recorded so the correction is applied once; 0 in CNNs saved before it"""
@@ -90,6 +93,14 @@ class TerminationNet(nn.Module):
         from 0.737 to 0.769 (false alarms 113 -> 45) and Catch's from 0.923 to 0.960. Recorded in the config."""
         self.end_head.bias -= shift
         self.cfg.prior_shift += shift
+
+    @torch.no_grad()
+    def correct_reward_prior(self, shift: list[float]) -> None:
+        """Add `shift` (`TransitionSampler.reward_prior_shift`) to the reward logits, so each sign is called at the
+        odds it has in the data, not in the batches that over-represent rewards: a head read as trained called
+        rewards at 6 times the game's rate in Catch dreams of random play. Recorded in the config."""
+        self.reward_head.bias += torch.tensor(shift, dtype=self.reward_head.bias.dtype)
+        self.cfg.reward_prior_shift = [a + b for a, b in zip(self.cfg.reward_prior_shift, shift, strict=True)]
 
 
 @torch.no_grad()
@@ -185,6 +196,19 @@ class TransitionSampler:
         rewarded_ends = self.ends[self.reward_steps].float().mean().item() if self.reward_share else 0.0
         sampled = self.end_share + uniform * rate + self.reward_share * rewarded_ends
         return math.log(sampled / (1 - sampled)) - math.log(rate / (1 - rate))
+
+    def reward_prior_shift(self) -> list[float]:
+        """How much rarer each reward sign (-1, 0, +1) is in the data than in these batches, log p(data) - log
+        p(batch): added to a classifier's logits it gives the data's odds (0 for a sign the data never shows)."""
+        def signs(pool: torch.Tensor) -> torch.Tensor:
+            counts = torch.bincount(torch.sign(self.rewards[pool]).long() + 1, minlength=3).double()  # (3,)
+            return counts / max(len(pool), 1)
+
+        e, near = self.end_share if len(self.end_steps) else 0.0, bool(len(self.near_steps))
+        pools = ((self.end_steps, e), (self.near_steps, e if near else 0.0), (self.reward_steps, self.reward_share))
+        data = signs(self.steps)  # (3,)
+        batch = (1 - sum(share for _, share in pools)) * data + sum(share * signs(pool) for pool, share in pools)
+        return torch.where(data > 0, data.log() - batch.log(), 0.0).tolist()
 
     def sample(self, batch: int, device: str | torch.device) -> dict[str, torch.Tensor]:
         """before, after float (B, 3, H, W) in [0, 1]; ends (B,) float; with rewards, reward_signs (B,) long

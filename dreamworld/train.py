@@ -423,6 +423,8 @@ def termination_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg:
                         state, save, tracker, dist=dist, precision=cfg.termination_precision, clock=clock)
     summary["prior_shift"] = sampler.prior_shift()
     model.termination.correct_prior(summary["prior_shift"])
+    if model.termination.reward_head is not None:
+        model.termination.correct_reward_prior(sampler.reward_prior_shift())
     return summary
 
 

@@ -182,9 +182,15 @@ def test_a_termination_model_with_a_reward_head_gives_the_dreams_their_rewards(t
         state = _dream(model)
         rewards, _ = model.advance(state, model.dynamics.sample(model.predict(state, actions), 0.0))
         torch.testing.assert_close(rewards, model.reward_values[sign].expand(3))
+    before, after = torch.rand(2, 5, 3, 64, 64).unbind(0)
+    with torch.no_grad():
+        _, logits = model.termination.outcomes(before, after)
+        model.termination.correct_reward_prior([0.0, 0.3, -2.5])
+        corrected = model.termination.outcomes(before, after)[1]
+    torch.testing.assert_close(corrected, logits + torch.tensor([0.0, 0.3, -2.5]))
     save_model(tmp_path, model)
     loaded = load(tmp_path)
-    assert loaded.cfg.termination.rewards
+    assert loaded.cfg.termination.rewards and loaded.cfg.termination.reward_prior_shift == [0.0, 0.3, -2.5]
     torch.testing.assert_close(loaded.termination.reward_head.bias, model.termination.reward_head.bias)
     assert WorldModel(toy_config()).termination.reward_head is None  # the default (and every older CNN) has none
 
@@ -210,6 +216,11 @@ def test_reward_rows_come_from_rewarded_steps_with_their_sign_and_the_loss_learn
     rate = 1 / 199
     expected = np.log(share / (1 - share)) - np.log(rate / (1 - rate))
     assert abs(sampler.prior_shift() - expected) < 0.1  # the reward rows thin the uniform draws: still measured
+    signs = torch.cat([sampler.sample(4096, "cpu")["reward_signs"] for _ in range(25)])  # ~100k rows
+    in_batches = torch.bincount(signs, minlength=3).double() / len(signs)
+    in_data = torch.bincount(torch.sign(rewards[:-1]).long() + 1, minlength=3).double() / 199
+    torch.testing.assert_close(torch.tensor(sampler.reward_prior_shift(), dtype=torch.double),
+                               in_data.log() - in_batches.log(), atol=0.1, rtol=0)
     model = _model_with_frame_rewards()
     net = model.termination.train()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
