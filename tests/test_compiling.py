@@ -3,9 +3,9 @@ and a clear error where compiling cannot run; the multi-hot digit embedding equa
 
 import pytest
 import torch
-from toy_models import dynamics_loss_and_grads, random_dynamics_batch, toy_config
+from toy_models import assert_compiled_matches_eager, random_dynamics_batch, toy_config
 
-from dreamworld.compiling import AUTO_MIN_SECONDS, AUTO_MIN_STEPS, compiled, compiler_missing, should_compile
+from dreamworld.compiling import AUTO_MIN_SECONDS, AUTO_MIN_STEPS, compiler_missing, should_compile
 from dreamworld.world_model import WorldModel
 
 
@@ -30,13 +30,7 @@ def test_compiled_training_step_matches_eager():
     torch.manual_seed(1)
     model = WorldModel(toy_config(context=3, frame_termination=False))
     batch = random_dynamics_batch(model, B=2, T=5, events=True)  # events: the reward pooling's gradients matter
-    eager_losses, eager_grads = dynamics_loss_and_grads(model, batch, "cpu")
-    losses, grads = dynamics_loss_and_grads(model, batch, "cpu", compiled(model.dynamics))
-    for precision in ("float32", "bfloat16"):
-        assert torch.isfinite(grads[precision]).all(), precision
-        assert abs(losses[precision] - eager_losses[precision]) < 1e-3 * eager_losses[precision], precision
-        cosine = torch.nn.functional.cosine_similarity(grads[precision], eager_grads[precision], dim=0)
-        assert cosine > 0.999, (precision, cosine)
+    assert_compiled_matches_eager(model, batch, "cpu", loss_rtol=1e-3)
 
 
 def test_auto_compiles_long_phases_only():

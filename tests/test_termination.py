@@ -143,15 +143,21 @@ def test_correcting_the_prior_lowers_every_logit_by_the_shift_and_is_recorded(tm
     torch.testing.assert_close(loaded.termination(before, after), logits - 2.5)
 
 
-def test_real_share_shows_the_real_frames_of_the_same_steps():
-    n = 200
-    drawn = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 4, 4, 3).contiguous()
-    real = drawn.clone()
-    real[:, 0, 0, 0] = 255  # the real frames carry a mark in one pixel
+def _numbered_steps(n: int, side: int, end: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One episode of n frames (side x side), frame i filled with the value i so a batch row shows its step, ending
+    at step `end`: frames (n, side, side, 3) uint8, ends (n,), valid (n,)."""
+    frames = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, side, side, 3).contiguous()
     ends = torch.zeros(n, dtype=torch.bool)
-    ends[99] = True
+    ends[end] = True
     valid = torch.ones(n, dtype=torch.bool)
     valid[-1] = False
+    return frames, ends, valid
+
+
+def test_real_share_shows_the_real_frames_of_the_same_steps():
+    drawn, ends, valid = _numbered_steps(200, 4, end=99)
+    real = drawn.clone()
+    real[:, 0, 0, 0] = 255  # the real frames carry a mark in one pixel
     sampler = TransitionSampler(drawn, ends, valid, 0.1, torch.Generator().manual_seed(0), real=real,
                                 real_share=0.5)
     batch = sampler.sample(2000, "cpu")
@@ -198,14 +204,9 @@ def test_a_termination_model_with_a_reward_head_gives_the_dreams_their_rewards(t
 def test_reward_rows_come_from_rewarded_steps_with_their_sign_and_the_loss_learns_them():
     from dreamworld.termination import termination_loss
 
-    n = 200
-    drawn = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 64, 64, 3).contiguous()
-    rewards = torch.zeros(n)
+    drawn, ends, valid = _numbered_steps(200, 64, end=150)
+    rewards = torch.zeros(200)
     rewards[[20, 60]], rewards[120] = 1.0, -1.0
-    ends = torch.zeros(n, dtype=torch.bool)
-    ends[150] = True
-    valid = torch.ones(n, dtype=torch.bool)
-    valid[-1] = False
     sampler = TransitionSampler(drawn, ends, valid, 0.1, torch.Generator().manual_seed(0), rewards=rewards,
                                 reward_share=0.3)
     batch = sampler.sample(4000, "cpu")

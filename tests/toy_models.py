@@ -56,6 +56,22 @@ def dynamics_loss_and_grads(model, batch: dict, device: str, forward=None) -> tu
     return losses, grads
 
 
+def assert_compiled_matches_eager(model, batch: dict, device: str, loss_rtol: float) -> None:
+    """The compiled dynamics (dreamworld.compiling) give the eager loss (within `loss_rtol`) and gradients (cosine
+    > 0.999), all finite, in float32 and under bfloat16 autocast."""
+    import torch
+
+    from dreamworld.compiling import compiled
+
+    eager_losses, eager_grads = dynamics_loss_and_grads(model, batch, device)
+    losses, grads = dynamics_loss_and_grads(model, batch, device, compiled(model.dynamics))
+    for precision in ("float32", "bfloat16"):
+        assert torch.isfinite(grads[precision]).all(), precision
+        assert abs(losses[precision] - eager_losses[precision]) < loss_rtol * eager_losses[precision], precision
+        cosine = torch.nn.functional.cosine_similarity(grads[precision], eager_grads[precision], dim=0)
+        assert cosine > 0.999, (precision, cosine)
+
+
 def end_module(model):
     """The module whose `end_head` decides a dream's terminations."""
     return model.dynamics if model.termination is None else model.termination
