@@ -1,7 +1,8 @@
 """Benchmark: the termination phase (dreamworld/termination.py) trained again, from a fresh CNN, on a trained world
 model's drawings of its training data, everything else unchanged: termination F1 before and after, on the held-out
 split and on a dataset recorded apart. It answers "how good can this world's termination CNN get with more steps,
-moved and flipped copies, real frames" without retraining the world.
+moved and flipped copies, real frames" without retraining the world. With `--rewards` the new CNN reads rewards
+too (`dreamworld train --rewards frames`), so their F1 reads off it.
 
     python benchmarks/termination_phase.py --checkpoint W --data DATA --fresh FRESH --steps 5000 --shift 8 --flip
         --real-share 0.5 [--out W2] [--json results/termination_phase_cave_cpu.json]
@@ -47,6 +48,8 @@ class Args(PhaseArgs):
     """--termination-precision of the phase"""
     before: bool = True
     """score the checkpoint's own CNN first"""
+    rewards: bool = False
+    """the new CNN reads rewards too, as `dreamworld train --rewards frames` trains it (a reward head)"""
 
 
 def main(args: Args) -> dict:
@@ -56,7 +59,8 @@ def main(args: Args) -> dict:
         raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' end head: no CNN to train")
     rows = {"before": head_f1(model, ds, held, fresh)} if args.before else {}
     old = model.cfg.termination
-    model.cfg.termination = TerminationConfig(channels=old.channels, hidden=old.hidden)  # no prior shift yet
+    model.cfg.termination = TerminationConfig(channels=old.channels, hidden=old.hidden,
+                                                rewards=args.rewards)  # no prior shift yet
     model.termination = TerminationNet(model.cfg.termination, model.cfg.tokenizer.image_size)
     steps = load_steps(ds, train_eps)
     fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
@@ -76,17 +80,20 @@ def main(args: Args) -> dict:
         shutil.copy(Path(args.checkpoint) / ckpt.STARTS, Path(args.out) / ckpt.STARTS)
     table = Table(title=f"termination phase on {args.checkpoint}: {phase['steps']} steps in {phase['seconds']:.0f} s "
                         f"(+{drawing_seconds:.0f} s drawing the frames), prior shift {phase['prior_shift']:.2f}")
-    for col in ("", "held-out F1 (endings)", "fresh F1 (endings)"):
+    for col in ("", "held-out termination F1 (endings)", "fresh termination F1 (endings)",
+                "held-out reward F1", "fresh reward F1 (events)"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
         table.add_row(name, f"{r['heldout_termination_f1']:.3f} ({r['heldout_terminations']})",
-                      f"{r['fresh_termination_f1']:.3f} ({r['fresh_terminations']})")
+                      f"{r['fresh_termination_f1']:.3f} ({r['fresh_terminations']})", f"{r['heldout_reward_f1']:.3f}",
+                      f"{r['fresh_reward_f1']:.3f} ({r['fresh_reward_events']})")
     Console().print(table)
     results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
                "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
                "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
                "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
-                            "real_share": args.real_share, "precision": resolve(args.precision, "cpu")}, **rows}
+                            "real_share": args.real_share, "precision": resolve(args.precision, "cpu"),
+                            "rewards": args.rewards}, **rows}
     if args.json:
         write_results(args.json, results)
     return results
