@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,9 @@ class TrainConfig:
     outcome_share: float = 0.08
     """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
     frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes out of
-    it (about 26 s of the 72 s of a 15-minute run, for 28k steps of the tiny preset on 2 cores)"""
+    it (about 26 s of the 72 s of a 15-minute run, for 28k steps of the tiny preset on 2 cores). Skipped, its share
+    going to the dynamics, when the termination CNN reads the rewards too (--rewards frames): nothing reads the
+    dynamics' reward head then"""
     outcome_batch_size: int = 256
     """outcome batch: steps (the dynamics' state of a frame, the next frame's tokens, reward, termination)"""
     outcome_event_share: float = 0.25
@@ -259,6 +261,8 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         fit_to_dataset(model_cfg, ds, train_eps)
         model = WorldModel(model_cfg).to(device)
         state = {"phase": "tokenizer", "global_step": 0}
+    if model.termination is not None and model.termination.reward_head is not None:
+        cfg = replace(cfg, outcome_share=0.0)  # the CNN reads rewards and endings: the dynamics' heads go unread
     check_shares(cfg, model)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
     if dist.active:

@@ -214,3 +214,13 @@ def test_rewards_off_frames_need_the_termination_cnn(tmp_path):
 
     with pytest.raises(ValueError, match="--termination frames"):
         run_train(TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"), termination="tokens", rewards="frames"))
+
+
+def test_with_rewards_off_frames_the_outcome_phase_gives_its_share_to_the_dynamics(catch_data, tmp_path):
+    cfg = _toy_cfg(catch_data)
+    cfg.termination.rewards = True
+    train_cfg = TrainConfig(steps=60, tokenizer_share=0.3, termination_share=0.1, outcome_share=0.2, **FAST)
+    summary = train(str(catch_data), str(tmp_path / "run"), cfg, train_cfg, wandb="disabled")
+    assert "outcome" not in summary  # it would retrain the dynamics' reward head, which nothing reads then
+    assert summary["dynamics"]["steps"] == 60 - 18 - 6
+    assert load(tmp_path / "run").termination.reward_head is not None
