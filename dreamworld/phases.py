@@ -87,7 +87,8 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
               precision: str = "float32", clock: RunClock | None = None) -> dict:
-    """Optimise `loss_fn` (its forward pass at `precision`) over `params` until the phase's budget is spent;
+    """Optimise `loss_fn` (its forward pass at `precision`) over `params` (tensors, or optimizer parameter groups
+    that may carry an `lr_scale` on `lr`) until the phase's budget is spent;
     resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, the time budget of the
     dynamics and outcome phases lasts until their `phase_end` on the run's clock; otherwise a phase trains for
     its share of the budget. With `dist`, stopping,
@@ -107,6 +108,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
                        f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
     empty = out_of_time or (not steps_budget and not seconds_budget)  # a share of 0: nothing to optimise
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    tensors = [p for group in opt.param_groups for p in group["params"]]
     step, elapsed = 0, 0.0
     if resumed:
         opt.load_state_dict(state["optimizer"])
@@ -140,7 +142,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             break
         scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
         for group in opt.param_groups:
-            group["lr"] = lr * scale
+            group["lr"] = lr * scale * group.get("lr_scale", 1.0)
         with autocast(precision, dist.device):
             loss, metrics = loss_fn()
         loss_value = dist.mean(loss.item())
@@ -149,7 +151,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
                                    "checkpoint is kept. Lower the learning rate and run again with --resume")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
         if not torch.isfinite(grad_norm):
             raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
                                    "last good checkpoint is kept. Lower the learning rate and run again with --resume")

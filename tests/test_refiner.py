@@ -167,6 +167,29 @@ def test_training_with_a_refiner_end_to_end(tmp_path):
     assert load(tmp_path / "run").refiner is not None
 
 
+def test_the_refiners_logits_learn_at_their_share_of_the_learning_rate(tmp_path):
+    """At the full rate the softmax over the mixing weights saturated early and could stick on the fresh drawing
+    (TrainConfig.refiner_logits_lr_scale)."""
+    data = tmp_path / "cave"
+    collect("Cave", data, 300, policy="random", seed=0, num_envs=2, progress=False)
+    from dreamworld.envs import EpisodeDataset, space_to_json
+
+    moved = {}
+    for scale in (1.0, 0.05):
+        cfg = toy_config(context=3)
+        cfg.refiner = RefinerConfig(width=8, layers=2)
+        cfg.action_space = space_to_json(EpisodeDataset(data).action_space)
+        run = tmp_path / f"run{scale}"
+        train(str(data), str(run), cfg, TrainConfig(
+            steps=40, tokenizer_share=0.2, refiner_share=0.5, termination_share=0.05, outcome_share=0.0,
+            refiner_logits_lr_scale=scale, tokenizer_batch_size=4, batch_size=4, warmup_steps=1, holdout=0.0,
+            refiner_runs=2, refiner_chains=1), wandb="disabled")
+        logits = load(run).refiner.weights[-1]
+        untrained = Refiner(cfg.refiner, gym.spaces.Discrete(3)).weights[-1]
+        moved[scale] = max((logits.weight - untrained.weight).abs().max(), (logits.bias - untrained.bias).abs().max())
+    assert 0 < moved[0.05] < 0.2 * moved[1.0]
+
+
 def test_the_refiner_share_counts_only_for_a_model_with_a_refiner():
     cfg = TrainConfig(tokenizer_share=0.78, termination_share=0.07)  # + outcome 0.08 + refiner 0.1 = 1.03
     check_shares(cfg, WorldModel(toy_config()))
