@@ -76,10 +76,11 @@ def collect_mixed(env_id: str, data: str | Path, random_steps: int, scripted_ste
     return EpisodeDataset(data)
 
 
-def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str, refiner: bool = False) -> dict:
-    """Train the tiny world model (with a refiner, refiner.py, if asked) into `run`: from scratch, resumed after an
-    interruption, or not at all when a finished one is there. Returns train()'s summary ({} when it was already
-    done)."""
+def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str, refiner: bool = False,
+                    rewards_frames: bool = False) -> dict:
+    """Train the tiny world model (with a refiner, refiner.py, and rewards read by the termination CNN,
+    `dreamworld train --rewards frames`, if asked) into `run`: from scratch, resumed after an interruption, or not
+    at all when a finished one is there. Returns train()'s summary ({} when it was already done)."""
     from .presets import preset
     from .refiner import RefinerConfig
     from .train import train
@@ -89,6 +90,7 @@ def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str, refiner:
     if not run.exists():
         model_cfg = preset("tiny")
         model_cfg.refiner = RefinerConfig() if refiner else None
+        model_cfg.termination.rewards = rewards_frames
         return train(str(data), str(run), model_cfg, train_cfg, wandb=wandb)
     if ckpt.load_train_state(run)["phase"] == "done":
         return {}

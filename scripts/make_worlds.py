@@ -64,6 +64,10 @@ class MakeWorldsArgs:
     ship is against the wall, not on the height. It needs ~5,000 CNN steps (F1 0.873 on 240 fresh crashes, on the
     shipped world's drawings; 0.786 after 2,500); a 15-minute Cave run with shares 0.28 / 0.12 / 0.14 gave the CNN
     1,860 and scored worse than without (README), so it is off by default"""
+    rewards_frames_games: tuple[str, ...] = ()
+    """games whose termination CNN reads the rewards too (dreamworld train --rewards frames; the outcome phase is
+    then skipped and its share goes to the dynamics). Off by default: a sampled Catch dream's flickering score
+    digits read as catches (README)"""
     tokenizer_share: float = 0.32
     """share of the budget spent on the tokenizer (`dreamworld train`'s default)"""
     agent_minutes: float = 10.0
@@ -124,7 +128,7 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
         train_cfg.refiner_share, train_cfg.termination_share = args.refiner_share, args.refiner_termination_share
     if game in args.moved_endings_games:
         train_cfg.termination_shift, train_cfg.termination_flip, train_cfg.termination_real_share = 8, True, 0.5
-    train_or_resume(data, run, train_cfg, args.wandb, refiner=refiner)
+    train_or_resume(data, run, train_cfg, args.wandb, refiner=refiner, rewards_frames=game in args.rewards_frames_games)
     held = split_episodes(ds, train_cfg.holdout)[1]
     model = ckpt.load(run)
     reference, examples = fidelity(model, ds, held, horizon=16, samples=args.eval_samples, seed=args.seed)
@@ -160,6 +164,9 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
         "training": {"preset": "tiny", "minutes": None if args.steps else args.minutes, "steps": args.steps,
                      "tokenizer_share": train_cfg.tokenizer_share, "refiner": refiner,
                      "termination_share": train_cfg.termination_share,
+                     "refiner_share": train_cfg.refiner_share if refiner else None,
+                     "moved_endings": game in args.moved_endings_games,
+                     "rewards": "frames" if game in args.rewards_frames_games else "tokens",
                      "agent_minutes": args.agent_minutes,
                      "world_model_info": ckpt.read_config(run)[1]},
         "made_with": {"script": "scripts/make_worlds.py", "settings": asdict(args), "dreamworld":

@@ -27,3 +27,22 @@ def test_quick_demo_writes_the_report(tmp_path, capsys):
     main(["demo", "--quick", "--out", str(out), "--wandb", "disabled", "--threads", "1"])  # again: continues
     again = json.loads((report / "summary.json").read_text())
     assert again["real_steps"] == 1200 and again["world_model"] == {}  # the finished world model is reused
+
+
+def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
+    """scripts/make_worlds.py --rewards-frames-games trains through it: the termination CNN gains its reward head."""
+    from dreamworld import checkpoint as ckpt
+    from dreamworld.demo import train_or_resume
+    from dreamworld.envs import collect
+    from dreamworld.train import TrainConfig
+
+    data = tmp_path / "catch"
+    collect("Catch", data, 400, policy="mixed", seed=0, num_envs=2, progress=False)
+    cfg = TrainConfig(steps=8, tokenizer_batch_size=2, batch_size=2, termination_batch_size=8, warmup_steps=1,
+                      holdout=0.0)
+    for rewards_frames in (True, False):
+        run = tmp_path / f"run_{rewards_frames}"
+        summary = train_or_resume(data, run, cfg, "disabled", rewards_frames=rewards_frames)
+        assert ("outcome" in summary) is not rewards_frames  # nothing reads the dynamics' reward head then
+        assert (ckpt.load(run).termination.reward_head is not None) is rewards_frames
+        assert train_or_resume(data, run, cfg, "disabled") == {}  # finished: reused
