@@ -159,7 +159,8 @@ def test_training_with_a_refiner_end_to_end(tmp_path):
     cfg.action_space = space_to_json(EpisodeDataset(data).action_space)
     summary = train(str(data), str(tmp_path / "run"), cfg,
                     TrainConfig(steps=120, refiner_share=0.3, tokenizer_batch_size=8, batch_size=8, log_every=5,
-                                warmup_steps=5, holdout=0.34, eval_samples=4), wandb="disabled")
+                                warmup_steps=5, holdout=0.34, eval_samples=4,
+                                refiner_logits_lr_scale=1.0), wandb="disabled")  # 36 steps: logits at full rate
     assert summary["refiner"]["steps"] == 36
     assert summary["refiner"]["final_loss"] < summary["refiner"]["first_loss"]
     metrics = summary["eval"]
