@@ -50,6 +50,10 @@ class Args(PhaseArgs):
     """score the checkpoint's own CNN first"""
     rewards: bool = False
     """the new CNN reads rewards too, as `dreamworld train --rewards frames` trains it (a reward head)"""
+    channels: tuple[int, ...] | None = None
+    """channels of the new CNN's stride-2 convolutions (default: the checkpoint's CNN's)"""
+    hidden: int | None = None
+    """width of the new CNN's hidden layer (default: the checkpoint's CNN's)"""
 
 
 def main(args: Args) -> dict:
@@ -59,8 +63,8 @@ def main(args: Args) -> dict:
         raise SystemExit(f"{args.checkpoint} reads terminations with the dynamics' end head: no CNN to train")
     rows = {"before": head_f1(model, ds, held, fresh)} if args.before else {}
     old = model.cfg.termination
-    model.cfg.termination = TerminationConfig(channels=old.channels, hidden=old.hidden,
-                                                rewards=args.rewards)  # no prior shift yet
+    model.cfg.termination = TerminationConfig(channels=list(args.channels or old.channels),
+                                              hidden=args.hidden or old.hidden, rewards=args.rewards)  # no shift yet
     model.termination = TerminationNet(model.cfg.termination, model.cfg.tokenizer.image_size)
     steps = load_steps(ds, train_eps)
     fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
@@ -93,7 +97,8 @@ def main(args: Args) -> dict:
                "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
                "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
                             "real_share": args.real_share, "precision": resolve(args.precision, "cpu"),
-                            "rewards": args.rewards}, **rows}
+                            "rewards": args.rewards, "channels": model.cfg.termination.channels,
+                            "hidden": model.cfg.termination.hidden}, **rows}
     if args.json:
         write_results(args.json, results)
     return results
