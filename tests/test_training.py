@@ -95,6 +95,19 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
     load(run)
 
 
+def test_the_termination_cnns_size_and_reward_head_come_from_the_command_line(catch_data, tmp_path):
+    from dreamworld.cli import main
+
+    run = tmp_path / "run"
+    main(["train", "--data", str(catch_data), "--out", str(run), "--wandb", "disabled", "--steps", "4",
+          "--tokenizer-batch-size", "2", "--batch-size", "2", "--termination-batch-size", "4", "--holdout", "0.34",
+          "--eval-samples", "2", "--rewards", "frames", "--termination-channels", "8", "8", "8",
+          "--termination-hidden", "16"])
+    cnn = load(run).termination
+    assert cnn.cfg.channels == [8, 8, 8] and cnn.cfg.hidden == 16 and cnn.reward_head.in_features == 16
+    assert cnn.end_head.in_features == 16
+
+
 def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tmp_path):
     out = subprocess.run([*_train_cmd(catch_data, tmp_path / "none", "--steps", "2"), "--resume"],
                          capture_output=True, text=True)
