@@ -67,6 +67,14 @@ class Refiner(nn.Module):
             layers[-1].bias[-1] = 4.0
         self.weights = nn.Sequential(*layers)
 
+    def parameter_groups(self, logits_lr_scale: float) -> list[dict]:
+        """Optimizer parameter groups: the last convolution (the mixing weights' logits) at `logits_lr_scale` of
+        the learning rate (`run_phase` reads `lr_scale`), everything else at the full rate."""
+        logits = list(self.weights[-1].parameters())
+        ids = {id(p) for p in logits}
+        return [{"params": [p for p in self.parameters() if id(p) not in ids]},
+                {"params": logits, "lr_scale": logits_lr_scale}]
+
     def forward(self, previous: torch.Tensor, fresh: torch.Tensor, actions: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """See the class docstring; the output is a convex mix of the inputs' pixels. Under bfloat16 autocast only

@@ -402,9 +402,7 @@ def refiner_phase(model: WorldModel, steps: Steps, fresh: torch.Tensor, cfg: Tra
         return loss, metrics
 
     net = dist.wrap(model.refiner, loss_fn)
-    logits = list(model.refiner.weights[-1].parameters())
-    rest = [p for p in model.refiner.parameters() if all(p is not q for q in logits)]
-    groups = [{"params": rest}, {"params": logits, "lr_scale": cfg.refiner_logits_lr_scale}]
+    groups = model.refiner.parameter_groups(cfg.refiner_logits_lr_scale)
     summary = run_phase("refiner", model, groups, lambda: net(sampler.sample(dist.device)),
                         cfg.refiner_lr, cfg, state, save, tracker, dist=dist, precision=cfg.refiner_precision)
     if dist.is_main:

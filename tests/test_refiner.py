@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
-from dreamworld.envs import collect
+from dreamworld.envs import EpisodeDataset, collect, space_to_json
 from dreamworld.phases import check_shares
 from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, refiner_loss
 from dreamworld.tokenizer import pixels, psnr
@@ -154,8 +154,6 @@ def test_training_with_a_refiner_end_to_end(tmp_path):
     collect("Cave", data, 900, policy="mixed", seed=0, num_envs=3, progress=False)
     cfg = toy_config(context=3)
     cfg.refiner = RefinerConfig(width=8, layers=2)
-    from dreamworld.envs import EpisodeDataset, space_to_json
-
     cfg.action_space = space_to_json(EpisodeDataset(data).action_space)
     summary = train(str(data), str(tmp_path / "run"), cfg,
                     TrainConfig(steps=120, refiner_share=0.3, tokenizer_batch_size=8, batch_size=8, log_every=5,
@@ -173,8 +171,6 @@ def test_the_refiners_logits_learn_at_their_share_of_the_learning_rate(tmp_path)
     (TrainConfig.refiner_logits_lr_scale)."""
     data = tmp_path / "cave"
     collect("Cave", data, 300, policy="random", seed=0, num_envs=2, progress=False)
-    from dreamworld.envs import EpisodeDataset, space_to_json
-
     moved = {}
     for scale in (1.0, 0.05):
         cfg = toy_config(context=3)
