@@ -118,6 +118,9 @@ def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tm
 def test_wandb_offline_run_records_metrics(catch_data, tmp_path):
     train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data),
           TrainConfig(steps=60, termination_share=0.1, **FAST), wandb="offline")
+    import wandb
+
+    wandb.teardown()  # run.finish() can return before wandb's service has written the log out; this waits for it
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     history = b"".join(f.read_bytes() for f in runs[0].glob("*.wandb"))
