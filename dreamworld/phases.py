@@ -83,6 +83,26 @@ class RunClock:
         return time.perf_counter() - self.started
 
 
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load `saved` (an `opt.state_dict()`) into `opt`. A state that holds the same tensors, in the same order,
+    split into other parameter groups (a refiner phase saved before its logits had a group of their own, which
+    PyTorch refuses) is regrouped as `opt` groups them, keeping `opt`'s hyperparameters."""
+    groups, current = saved["param_groups"], opt.state_dict()["param_groups"]
+    if len(groups) != len(current) and sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in current):
+        ids = [i for g in groups for i in g["params"]]  # the saved tensors' ids, in order
+        starts = np.cumsum([0] + [len(g["params"]) for g in current])  # where each current group begins in `ids`
+        saved = {"state": saved["state"],
+                 "param_groups": [g | {"params": ids[a:b]} for g, a, b in zip(current, starts, starts[1:])]}
+        tensors = [p for g in opt.param_groups for p in g["params"]]
+        for i, p in zip(ids, tensors):
+            moment = saved["state"].get(i, {}).get("exp_avg")
+            if moment is not None and moment.shape != p.shape:
+                raise ValueError(f"the saved optimizer state does not match this phase's parameters (a tensor of "
+                                 f"shape {tuple(moment.shape)} where {tuple(p.shape)} is trained): start the run "
+                                 "again without --resume")
+    opt.load_state_dict(saved)
+
+
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
@@ -111,7 +131,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     tensors = [p for group in opt.param_groups for p in group["params"]]
     step, elapsed = 0, 0.0
     if resumed:
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
     model.train()
     bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),

@@ -11,7 +11,7 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
 from dreamworld.envs import EpisodeDataset, collect, space_to_json
-from dreamworld.phases import check_shares
+from dreamworld.phases import check_shares, load_optimizer_state
 from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, refiner_loss
 from dreamworld.tokenizer import pixels, psnr
 from dreamworld.train import TrainConfig, train
@@ -185,6 +185,22 @@ def test_the_refiners_logits_learn_at_their_share_of_the_learning_rate(tmp_path)
         untrained = Refiner(cfg.refiner, gym.spaces.Discrete(3)).weights[-1]
         moved[scale] = max((logits.weight - untrained.weight).abs().max(), (logits.bias - untrained.bias).abs().max())
     assert 0 < moved[0.05] < 0.2 * moved[1.0]
+
+
+def test_a_refiner_phase_saved_in_one_parameter_group_resumes_in_two():
+    """Runs saved mid-refiner before its logits had a group of their own resume with their Adam moments."""
+    refiner = Refiner(RefinerConfig(width=8, layers=2), gym.spaces.Discrete(3))
+    before = torch.optim.AdamW(refiner.parameters(), lr=1e-3)
+    refiner(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16), torch.tensor([0, 2])).square().mean().backward()
+    before.step()
+    after = torch.optim.AdamW(refiner.parameter_groups(0.1), lr=1e-3)
+    load_optimizer_state(after, before.state_dict())
+    assert [g["lr_scale"] for g in after.param_groups[1:]] == [0.1]
+    for p in refiner.parameters():
+        assert torch.equal(after.state[p]["exp_avg"], before.state[p]["exp_avg"])
+    other = torch.optim.AdamW([{"params": list(refiner.parameters())[::-1]}, {"params": []}], lr=1e-3)
+    with pytest.raises(ValueError, match="without --resume"):
+        load_optimizer_state(other, before.state_dict())
 
 
 def test_the_refiner_share_counts_only_for_a_model_with_a_refiner():
