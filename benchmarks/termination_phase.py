@@ -54,8 +54,6 @@ class Args(PhaseArgs):
     """channels of the new CNN's stride-2 convolutions (default: the checkpoint's CNN's)"""
     hidden: int | None = None
     """width of the new CNN's hidden layer (default: the checkpoint's CNN's)"""
-    pool: str | None = None
-    """how the new CNN's feature map reaches its hidden layer, flatten or max (default: the checkpoint's CNN's)"""
 
 
 def main(args: Args) -> dict:
@@ -66,8 +64,7 @@ def main(args: Args) -> dict:
     rows = {"before": head_f1(model, ds, held, fresh)} if args.before else {}
     old = model.cfg.termination
     model.cfg.termination = TerminationConfig(channels=list(args.channels or old.channels),
-                                              hidden=args.hidden or old.hidden, pool=args.pool or old.pool,
-                                              rewards=args.rewards)  # no shift yet
+                                              hidden=args.hidden or old.hidden, rewards=args.rewards)  # no shift yet
     model.termination = TerminationNet(model.cfg.termination, model.cfg.tokenizer.image_size)
     steps = load_steps(ds, train_eps)
     fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
@@ -101,8 +98,7 @@ def main(args: Args) -> dict:
                "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
                             "real_share": args.real_share, "precision": resolve(args.precision, "cpu"),
                             "rewards": args.rewards, "channels": model.cfg.termination.channels,
-                            "hidden": model.cfg.termination.hidden, "pool": model.cfg.termination.pool},
-               **rows}
+                            "hidden": model.cfg.termination.hidden}, **rows}
     if args.json:
         write_results(args.json, results)
     return results

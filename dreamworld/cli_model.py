@@ -36,9 +36,6 @@ class TrainArgs:
     the same 5,000 steps at 32% more time a step (benchmarks/termination_phase.py)"""
     termination_hidden: int | None = None
     """width of the termination CNN's hidden layer (default: the preset's, 128)"""
-    termination_pool: Literal["flatten", "max"] | None = None
-    """how the termination CNN's feature map reaches its hidden layer: flatten (keeps where things are) or max
-    (an event counts wherever it happens) (default: the preset's, flatten)"""
     refiner: bool = False
     """add a refiner (refiner.py): the decoder draws each frame over the previous drawing, so detail that no token
     grid holds frame by frame (Cave's scrolling, speckled walls) carries over from frame to frame"""
@@ -99,7 +96,6 @@ def run_train(args: TrainArgs) -> None:
         model_cfg.termination.rewards = args.rewards == "frames"
         model_cfg.termination.channels = list(args.termination_channels or model_cfg.termination.channels)
         model_cfg.termination.hidden = args.termination_hidden or model_cfg.termination.hidden
-        model_cfg.termination.pool = args.termination_pool or model_cfg.termination.pool
     if args.refiner:
         model_cfg.refiner = RefinerConfig()
     if args.tokenizer_encoder:

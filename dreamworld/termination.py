@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from .world_model import WorldModel
 
 
-POOLS = ("flatten", "max")
-
-
 @dataclass
 class TerminationConfig:
     """Size of the termination CNN."""
@@ -41,11 +38,7 @@ class TerminationConfig:
     channels: list[int] = field(default_factory=lambda: [16, 32, 32])
     """channels of the stride-2 4x4 convolutions over the two frames (6 input channels)"""
     hidden: int = 128
-    """width of the layer between the feature map and the heads"""
-    pool: str = "flatten"
-    """how the feature map reaches that layer: "flatten" keeps where things are (Catch's lives sit in a corner);
-    "max" keeps, per channel, only the strongest response anywhere, so an event found at one place is found at
-    every place (Cave's crashes happen at every height)"""
+    """width of the layer between the flattened feature map and the head (the flattening keeps where things are)"""
     rewards: bool = False
     """also read each step's reward (its sign) off the two frames, with a 3-way head beside the end head: the
     dynamics' reward head sees codes, and on Catch's fresh data it found 0.84-0.88 F1 where this head found
@@ -64,8 +57,6 @@ class TerminationNet(nn.Module):
     def __init__(self, cfg: TerminationConfig, image_size: int):
         super().__init__()
         self.cfg = cfg
-        if cfg.pool not in POOLS:
-            raise ValueError(f"termination pool {cfg.pool!r} is not one of {', '.join(POOLS)}")
         if image_size % 2 ** len(cfg.channels):
             raise ValueError(f"image size {image_size} is not a multiple of {2 ** len(cfg.channels)}, which the "
                              f"termination CNN's {len(cfg.channels)} stride-2 convolutions need: list fewer channels")
@@ -73,11 +64,8 @@ class TerminationNet(nn.Module):
         for c in cfg.channels:
             layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.SiLU()]
             c_in = c
+        self.conv = nn.Sequential(*layers, nn.Flatten())
         side = image_size // 2 ** len(cfg.channels)
-        if cfg.pool == "max":
-            layers.append(nn.AdaptiveMaxPool2d(1))  # (B, C, side, side) -> (B, C, 1, 1)
-            side = 1
-        self.conv = nn.Sequential(*layers, nn.Flatten())  # (B, C * side * side)
         self.mlp = nn.Sequential(nn.Linear(c_in * side * side, cfg.hidden), nn.SiLU())
         self.end_head = nn.Linear(cfg.hidden, 1)
         self.reward_head = nn.Linear(cfg.hidden, 3) if cfg.rewards else None

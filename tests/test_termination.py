@@ -5,12 +5,11 @@ and checkpoints from before it load with the dynamics' end head."""
 import json
 
 import numpy as np
-import pytest
 import torch
 from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
-from dreamworld.termination import Augment, TerminationConfig, TerminationNet, TransitionSampler, _steps_before
+from dreamworld.termination import Augment, TransitionSampler, _steps_before
 from dreamworld.world_model import WorldModel
 
 
@@ -235,22 +234,3 @@ def test_reward_rows_come_from_rewarded_steps_with_their_sign_and_the_loss_learn
         loss.backward()
         opt.step()
     assert stats["reward_loss"] < 0.5 * first["reward_loss"], (first, stats)
-
-
-def test_a_max_pooled_cnn_reads_an_event_alike_wherever_it_happens():
-    """pool="max" keeps each channel's strongest response anywhere: a blob moved by a multiple of the CNN's stride
-    (8 px) away from the borders gives the same logit; the flattened map keeps where it was."""
-    torch.manual_seed(0)
-    before = torch.zeros(1, 3, 64, 64)
-    after = before.clone()
-    after[..., 24:27, 24:27] = 1.0
-    moved = after.roll((8, 8), dims=(2, 3))  # (1, 3, 64, 64): the blob at 32:35
-    logits = {}
-    for pool in ("max", "flatten"):
-        net = TerminationNet(TerminationConfig(channels=[4, 8, 8], hidden=16, pool=pool), 64)
-        with torch.no_grad():
-            logits[pool] = net(before.repeat(2, 1, 1, 1), torch.cat([after, moved]))  # (2,)
-    torch.testing.assert_close(logits["max"][0], logits["max"][1])
-    assert not torch.allclose(logits["flatten"][0], logits["flatten"][1])
-    with pytest.raises(ValueError, match="pool 'mean' is not one of flatten, max"):
-        TerminationNet(TerminationConfig(pool="mean"), 64)

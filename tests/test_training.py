@@ -95,17 +95,16 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
     load(run)
 
 
-def test_the_termination_cnns_size_pool_and_reward_head_come_from_the_command_line(catch_data, tmp_path):
+def test_the_termination_cnns_size_and_reward_head_come_from_the_command_line(catch_data, tmp_path):
     from dreamworld.cli import main
 
     run = tmp_path / "run"
     main(["train", "--data", str(catch_data), "--out", str(run), "--wandb", "disabled", "--steps", "4",
           "--tokenizer-batch-size", "2", "--batch-size", "2", "--termination-batch-size", "4", "--holdout", "0.34",
           "--eval-samples", "2", "--rewards", "frames", "--termination-channels", "8", "8", "8",
-          "--termination-hidden", "16", "--termination-pool", "max"])
+          "--termination-hidden", "16"])
     cnn = load(run).termination
     assert cnn.cfg.channels == [8, 8, 8] and cnn.cfg.hidden == 16 and cnn.reward_head.in_features == 16
-    assert cnn.cfg.pool == "max" and cnn.mlp[0].in_features == 8
     assert cnn.end_head.in_features == 16
 
 
