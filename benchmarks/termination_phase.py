@@ -54,6 +54,8 @@ class Args(PhaseArgs):
     """channels of the new CNN's stride-2 convolutions (default: the checkpoint's CNN's)"""
     hidden: int | None = None
     """width of the new CNN's hidden layer (default: the checkpoint's CNN's)"""
+    lr: float = TrainConfig.termination_lr
+    """--termination-lr of the phase"""
 
 
 def main(args: Args) -> dict:
@@ -70,7 +72,7 @@ def main(args: Args) -> dict:
     fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
     cfg = TrainConfig(steps=args.steps, termination_share=1.0, termination_shift=args.shift,
                       termination_flip=args.flip, termination_real_share=args.real_share,
-                      termination_precision=args.precision, seed=args.seed)
+                      termination_precision=args.precision, termination_lr=args.lr, seed=args.seed)
     started = time.perf_counter()
     phase = termination_phase(model, steps, fresh_drawings, cfg, torch.Generator().manual_seed(args.seed),
                               {"phase": "termination", "global_step": 0}, lambda _: None,
@@ -96,7 +98,7 @@ def main(args: Args) -> dict:
                "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
                "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
                "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
-                            "real_share": args.real_share, "precision": resolve(args.precision, "cpu"),
+                            "real_share": args.real_share, "precision": resolve(args.precision, "cpu"), "lr": args.lr,
                             "rewards": args.rewards, "channels": model.cfg.termination.channels,
                             "hidden": model.cfg.termination.hidden}, **rows}
     if args.json:

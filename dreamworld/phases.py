@@ -91,10 +91,10 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
     if len(groups) != len(current) and sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in current):
         ids = [i for g in groups for i in g["params"]]  # the saved tensors' ids, in order
         starts = np.cumsum([0] + [len(g["params"]) for g in current])  # where each current group begins in `ids`
-        saved = {"state": saved["state"],
-                 "param_groups": [g | {"params": ids[a:b]} for g, a, b in zip(current, starts, starts[1:])]}
+        regrouped = [g | {"params": ids[a:b]} for g, a, b in zip(current, starts[:-1], starts[1:], strict=True)]
+        saved = {"state": saved["state"], "param_groups": regrouped}
         tensors = [p for g in opt.param_groups for p in g["params"]]
-        for i, p in zip(ids, tensors):
+        for i, p in zip(ids, tensors, strict=True):
             moment = saved["state"].get(i, {}).get("exp_avg")
             if moment is not None and moment.shape != p.shape:
                 raise ValueError(f"the saved optimizer state does not match this phase's parameters (a tensor of "
