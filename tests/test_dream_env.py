@@ -351,7 +351,7 @@ def _rss_bytes() -> int:
 
 
 @pytest.mark.parametrize("steps", [20_000, pytest.param(100_000, marks=pytest.mark.slow)])
-def test_memory_stays_flat_over_100k_steps(tmp_path, steps):
+def test_memory_stays_flat_over_a_long_dream(tmp_path, steps):
     """One dream, 100,000 steps in a row (`-m slow`: 5-9 minutes on 2 cores, each step draws its frame for the
     termination CNN, 3.3-5.3 ms; the default run takes 20,000, half the suite's time otherwise): the KV cache keeps
     its size and the process memory (RSS: torch's allocations are invisible to tracemalloc) does not grow between
