@@ -90,9 +90,9 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
     groups, current = saved["param_groups"], opt.state_dict()["param_groups"]
     if len(groups) != len(current) and sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in current):
         ids = [i for g in groups for i in g["params"]]  # the saved tensors' ids, in order
-        starts = np.cumsum([0] + [len(g["params"]) for g in current])  # where each current group begins in `ids`
-        regrouped = [g | {"params": ids[a:b]} for g, a, b in zip(current, starts[:-1], starts[1:], strict=True)]
-        saved = {"state": saved["state"], "param_groups": regrouped}
+        following = iter(ids)
+        saved = {"state": saved["state"],
+                 "param_groups": [g | {"params": [next(following) for _ in g["params"]]} for g in current]}
         tensors = [p for g in opt.param_groups for p in g["params"]]
         for i, p in zip(ids, tensors, strict=True):
             moment = saved["state"].get(i, {}).get("exp_avg")

@@ -352,10 +352,10 @@ def _rss_bytes() -> int:
 
 @pytest.mark.parametrize("steps", [20_000, pytest.param(100_000, marks=pytest.mark.slow)])
 def test_memory_stays_flat_over_a_long_dream(tmp_path, steps):
-    """One dream, 100,000 steps in a row (`-m slow`: 5-9 minutes on 2 cores, each step draws its frame for the
-    termination CNN, 3.3-5.3 ms; the default run takes 20,000, half the suite's time otherwise): the KV cache keeps
-    its size and the process memory (RSS: torch's allocations are invisible to tracemalloc) does not grow between
-    the tenth step and the last."""
+    """One dream, `steps` steps in a row: 20,000 in the default run, 100,000 with `-m slow` (5-9 minutes on 2 cores,
+    each step draws its frame for the termination CNN in 3.3-5.3 ms; it was half the suite's time). The KV cache
+    keeps its size and the process memory (RSS: torch's allocations are invisible to tracemalloc) does not grow
+    between the tenth step and the last."""
     run = make_run(tmp_path / "run", dynamics=DynamicsConfig(d_model=64, n_layers=1, n_heads=4, context_frames=3))
     env = DreamEnv(checkpoint=run, obs_type="latent", temperature=0.0, max_episode_steps=10**9)
     env.reset(seed=0)
