@@ -58,6 +58,32 @@ class CatchState(gym.ObservationWrapper):
         return state
 
 
+class LifeLossEnds(gym.Wrapper):
+    """Training signal only (DQN's episodic life): a step that costs a life reports `terminated`, and the reset that
+    follows continues the same game, so the learner's returns stop at a lost life without the game restarting."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._lives, self._carry_on = None, None  # lives after the last step; (obs, info) a reset continues from
+
+    def reset(self, **kwargs):
+        """A new game, or the same game after a lost life."""
+        if self._carry_on is not None:
+            (obs, info), self._carry_on = self._carry_on, None
+            return obs, info
+        obs, info = self.env.reset(**kwargs)
+        self._lives = info["lives"]
+        return obs, info
+
+    def step(self, action):
+        """The game's step, with `terminated` also set when a life was lost."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if info["lives"] < self._lives and not (terminated or truncated):
+            terminated, self._carry_on = True, (obs, info)
+        self._lives = info["lives"]
+        return obs, reward, terminated, truncated, info
+
+
 class ModelStateObservations(gym.vector.VectorWrapper):
     """Real Catch games followed by a world model: the observation of frame t+1 is, for each of its N tokens, the
     dynamics state h_t (C,) that predicted it beside its FSQ code (dims,). A new episode starts from its first frame
@@ -136,18 +162,25 @@ class Args:
     """actor-critic hyperparameters (train-agent's defaults)"""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyperparameters (train-agent's defaults)"""
+    life_loss_ends: bool = False
+    """training episodes end at each lost life (the game goes on; scoring plays whole games)"""
     json: str | None = None
     """write the results here"""
 
 
-def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
-    """`num_envs` real Catch games observed as --obs says."""
+def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None = None,
+               training: bool = False) -> gym.vector.VectorEnv:
+    """`num_envs` real Catch games observed as --obs says (`training`: with --life-loss-ends applied)."""
+    if args.obs == "state":
+        def thunk():
+            env = make_env(CATCH, max_episode_steps=max_episode_steps)
+            return CatchState(LifeLossEnds(env) if training and args.life_loss_ends else env)
+        return gym.vector.SyncVectorEnv([thunk for _ in range(num_envs)])
+    if training and args.life_loss_ends:
+        raise SystemExit("--life-loss-ends is implemented for --obs state only")
     if args.obs == "model-state":
         return ModelStateObservations(real_envs(CATCH, num_envs, max_episode_steps=max_episode_steps), model)
-    if args.obs != "state":
-        return real_envs(CATCH, num_envs, args.obs, model=model, max_episode_steps=max_episode_steps)
-    return gym.vector.SyncVectorEnv([lambda: CatchState(make_env(CATCH, max_episode_steps=max_episode_steps))
-                                     for _ in range(num_envs)])
+    return real_envs(CATCH, num_envs, args.obs, model=model, max_episode_steps=max_episode_steps)
 
 
 def main(args: Args) -> None:
@@ -156,7 +189,7 @@ def main(args: Args) -> None:
         raise SystemExit(f"--obs {args.obs} sees through a world model: pass --checkpoint RUN (a tiny Catch model)")
     torch.set_num_threads(args.threads)
     model = ckpt.load(args.checkpoint) if args.obs in ("latent", "model-state") else None
-    envs = catch_envs(args, 32, model)
+    envs = catch_envs(args, 32, model, training=True)
     trainer = (PPO(envs, args.ppo, seed=args.seed) if args.algo == "ppo"
                else DreamActorCritic(envs, args.actor_critic, seed=args.seed))
     obs_type = "vector" if args.obs in ("state", "model-state") else args.obs
@@ -181,7 +214,8 @@ def main(args: Args) -> None:
     if args.json:
         config = asdict(args.ppo if args.algo == "ppo" else args.actor_critic)
         write_results(args.json, {"obs": args.obs, "checkpoint": args.checkpoint, "algo": args.algo, "config": config,
-                                  "cpu": cpu_name(), "threads": args.threads, "minutes": args.minutes,
+                                  "life_loss_ends": args.life_loss_ends, "cpu": cpu_name(), "threads": args.threads,
+                                  "minutes": args.minutes,
                                   "steps": trainer.steps, "curve": curve, "final_return": final.mean_return,
                                   "final_return_std": float(np.std(final.returns)), "final_episodes": 20})
 

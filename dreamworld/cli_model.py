@@ -9,6 +9,7 @@ import torch
 import tyro
 
 from .console import print_table
+from .presets import ModelOptions
 from .train import TrainConfig
 
 
@@ -20,28 +21,8 @@ class TrainArgs:
     """dataset directory (from dreamworld collect)"""
     out: str
     """run directory for the checkpoint (config.json + model.safetensors) and wandb files"""
-    preset: Literal["tiny", "small", "base"] = "tiny"
-    """model size: tiny (CPU, built-in games), small (Atari-like), base (GPU)"""
-    termination: Literal["frames", "tokens"] = "frames"
-    """where terminations are read: frames (a CNN on the frames the model draws before and after a step; learns
-    from few endings, but latent dreams decode every step) or tokens (the dynamics' outcome head, which reads the
-    rewards in both cases; latent dreams skip the decoder)"""
-    rewards: Literal["tokens", "frames"] = "tokens"
-    """where rewards are read: tokens (the dynamics' outcome head, from the codes) or frames (a reward head on the
-    termination CNN, from the drawn frames; needs --termination frames). On Catch's fresh data: F1 0.97-0.98 with
-    frames against 0.84-0.88 with tokens, but a sampled dream's flickering score digits read as catches"""
-    termination_channels: tuple[int, ...] | None = None
-    """channels of the termination CNN's stride-2 convolutions (default: the preset's, 16 32 32). On Cave's
-    drawings, 32 64 64 with --termination-hidden 256 scored F1 0.873 on 267 fresh crashes against 0.799, for
-    the same 5,000 steps at 32% more time a step (benchmarks/termination_phase.py)"""
-    termination_hidden: int | None = None
-    """width of the termination CNN's hidden layer (default: the preset's, 128)"""
-    refiner: bool = False
-    """add a refiner (refiner.py): the decoder draws each frame over the previous drawing, so detail that no token
-    grid holds frame by frame (Cave's scrolling, speckled walls) carries over from frame to frame"""
-    tokenizer_encoder: Literal["frame", "patches"] | None = None
-    """frame: the tokenizer's encoder sees the whole frame (a change anywhere moves every code); patches: each
-    token's code is read from its patch alone, so unchanged patches keep their codes (default: the preset's)"""
+    model: Annotated[ModelOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=ModelOptions)
+    """what model to build: the preset and what is added to it"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -81,25 +62,11 @@ class EvaluateArgs:
 def run_train(args: TrainArgs) -> None:
     """Train and print the summary table."""
     from .distributed import env_rank
-    from .presets import preset
-    from .refiner import RefinerConfig
     from .train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_cfg = preset(args.preset)
-    if args.termination == "tokens":
-        if args.rewards == "frames":
-            raise ValueError("--rewards frames reads rewards with the termination CNN: pass --termination frames")
-        model_cfg.termination = None
-    else:
-        model_cfg.termination.rewards = args.rewards == "frames"
-        model_cfg.termination.channels = list(args.termination_channels or model_cfg.termination.channels)
-        model_cfg.termination.hidden = args.termination_hidden or model_cfg.termination.hidden
-    if args.refiner:
-        model_cfg.refiner = RefinerConfig()
-    if args.tokenizer_encoder:
-        model_cfg.tokenizer.encoder = args.tokenizer_encoder
+    model_cfg = args.model.config()
     summary = train(args.data, args.out, model_cfg, args.train, resume=args.resume, wandb=args.wandb)
     if env_rank() != 0:
         return  # under torchrun rank 0 reports

@@ -22,6 +22,7 @@ from dreamworld.envs import EpisodeDataset, collect, make_env, make_policy
 
 from . import checkpoint as ckpt
 from .media import upscale, write_video
+from .presets import ModelOptions
 
 
 @dataclass
@@ -76,25 +77,20 @@ def collect_mixed(env_id: str, data: str | Path, random_steps: int, scripted_ste
     return EpisodeDataset(data)
 
 
-def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str, refiner: bool = False,
-                    rewards_frames: bool = False) -> dict:
-    """Train the tiny world model (with a refiner, refiner.py, and rewards read by the termination CNN,
-    `dreamworld train --rewards frames`, if asked) into `run`: from scratch, resumed after an interruption, or not
-    at all when a finished one is there. Returns train()'s summary ({} when it was already done)."""
-    from .presets import preset
-    from .refiner import RefinerConfig
+def train_or_resume(data: str | Path, run: Path, train_cfg, wandb: str, model: ModelOptions | None = None) -> dict:
+    """Train the world model `model` describes (default: the tiny preset) into `run`: from scratch, resumed after
+    an interruption, or not at all when a finished one is there. Returns train()'s summary ({} when it was already
+    done)."""
     from .train import train
 
     if run.exists() and not (run / ckpt.TRAIN_STATE).exists():
         shutil.rmtree(run)  # stopped before its first checkpoint: start again
+    model_cfg = (model or ModelOptions()).config()
     if not run.exists():
-        model_cfg = preset("tiny")
-        model_cfg.refiner = RefinerConfig() if refiner else None
-        model_cfg.termination.rewards = rewards_frames
         return train(str(data), str(run), model_cfg, train_cfg, wandb=wandb)
     if ckpt.load_train_state(run)["phase"] == "done":
         return {}
-    return train(str(data), str(run), preset("tiny"), train_cfg, resume=True, wandb=wandb)
+    return train(str(data), str(run), model_cfg, train_cfg, resume=True, wandb=wandb)
 
 
 def policy_returns(env_id: str, name: str, episodes: int, max_steps: int | None, seed: int) -> list[float]:

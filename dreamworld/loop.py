@@ -14,15 +14,16 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
 from dreamworld.envs import collect
 
 from . import checkpoint as ckpt
 from .agent_envs import frame_policy, real_envs
-from .presets import PRESETS, preset
+from .presets import ModelOptions
 from .train import TrainConfig, train
 from .train_agent import AgentConfig, train_agent
 
@@ -44,8 +45,8 @@ class LoopConfig:
     """share of random actions when the agent collects (exploration)"""
     collect_envs: int = 4
     """real envs stepped side by side while collecting"""
-    preset: str = "tiny"
-    """world-model preset: tiny (CPU, built-in games), small, base"""
+    model: Annotated[ModelOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=ModelOptions)
+    """the world model to build, as `dreamworld train` takes it (--preset, --refiner, --rewards frames, ...)"""
     retrain_tokenizer: bool = True
     """later iterations train the tokenizer further too (else only the termination model and the dynamics)"""
     final_episodes: int = 20
@@ -82,7 +83,7 @@ def _train_world_model(out: Path, state: dict, cfg: LoopConfig, wandb: str) -> N
     if run.exists() and not (run / ckpt.TRAIN_STATE).exists():
         shutil.rmtree(run)  # killed before the first checkpoint was complete: start it again
     if not run.exists():
-        train(state["data"], str(run), preset(cfg.preset), cfg.train, wandb=wandb)
+        train(state["data"], str(run), cfg.model.config(), cfg.train, wandb=wandb)
         return
     train_state = ckpt.load_train_state(run)
     if train_state["phase"] == "done" and state["model_rewound"] < state["iteration"]:
@@ -95,14 +96,13 @@ def _train_world_model(out: Path, state: dict, cfg: LoopConfig, wandb: str) -> N
         state["model_rewound"] = state["iteration"]
         ckpt.write_json(out / STATE, state)
     if ckpt.load_train_state(run)["phase"] != "done":
-        train(state["data"], str(run), preset(cfg.preset), cfg.train, resume=True, wandb=wandb)
+        train(state["data"], str(run), cfg.model.config(), cfg.train, resume=True, wandb=wandb)
 
 
 def loop(env_id: str, out: str, cfg: LoopConfig, wandb: str = "offline", progress: bool = True) -> dict:
     """Run (or resume) the loop in `out` until `cfg.real_steps` real steps are collected and the last agent is
     trained; returns the final state (with the history of real and imagined returns per iteration)."""
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"unknown preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
+    cfg.model.config()  # bad model options fail here, before anything is collected
     if cfg.real_steps < 1 or cfg.steps_per_iteration < 1:
         raise ValueError(f"--real-steps and --steps-per-iteration must be >= 1, got {cfg.real_steps} and "
                          f"{cfg.steps_per_iteration}")

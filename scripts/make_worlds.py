@@ -31,6 +31,7 @@ from dreamworld.console import print_table
 from dreamworld.data import split_episodes
 from dreamworld.demo import collect_mixed, train_or_resume
 from dreamworld.evaluate import fidelity, write_report
+from dreamworld.presets import ModelOptions
 from dreamworld.train import TrainConfig
 from dreamworld.train_agent import AgentConfig, train_agent
 
@@ -128,7 +129,8 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
         train_cfg.refiner_share, train_cfg.termination_share = args.refiner_share, args.refiner_termination_share
     if game in args.moved_endings_games:
         train_cfg.termination_shift, train_cfg.termination_flip, train_cfg.termination_real_share = 8, True, 0.5
-    train_or_resume(data, run, train_cfg, args.wandb, refiner=refiner, rewards_frames=game in args.rewards_frames_games)
+    options = ModelOptions(refiner=refiner, rewards="frames" if game in args.rewards_frames_games else "tokens")
+    train_or_resume(data, run, train_cfg, args.wandb, options)
     held = split_episodes(ds, train_cfg.holdout)[1]
     model = ckpt.load(run)
     reference, examples = fidelity(model, ds, held, horizon=16, samples=args.eval_samples, seed=args.seed)

@@ -34,6 +34,7 @@ def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
     from dreamworld import checkpoint as ckpt
     from dreamworld.demo import train_or_resume
     from dreamworld.envs import collect
+    from dreamworld.presets import ModelOptions
     from dreamworld.train import TrainConfig
 
     data = tmp_path / "catch"
@@ -42,7 +43,8 @@ def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
                       holdout=0.0)
     for rewards_frames in (True, False):
         run = tmp_path / f"run_{rewards_frames}"
-        summary = train_or_resume(data, run, cfg, "disabled", rewards_frames=rewards_frames)
+        options = ModelOptions(rewards="frames" if rewards_frames else "tokens")
+        summary = train_or_resume(data, run, cfg, "disabled", options)
         assert ("outcome" in summary) is not rewards_frames  # nothing reads the dynamics' reward head then
         assert (ckpt.load(run).termination.reward_head is not None) is rewards_frames
         assert train_or_resume(data, run, cfg, "disabled") == {}  # finished: reused

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from dreamworld import checkpoint as ckpt
 from dreamworld.agents import load
 from dreamworld.checkpoint import load_train_state
 from dreamworld.envs import EpisodeDataset
@@ -51,8 +52,9 @@ def test_loop_end_to_end(tmp_path):
 
 
 def test_loop_resumes_after_sigkill(tmp_path):
+    """Killed mid-iteration, the loop continues; it takes train's model options (here --rewards frames)."""
     out = tmp_path / "loop"
-    cmd = _loop(out, 240, 80, "--final-episodes", "0")
+    cmd = _loop(out, 240, 80, "--final-episodes", "0", "--rewards", "frames")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, killed_in = time.time() + 120, None
     while time.time() < deadline and proc.poll() is None:
@@ -70,3 +72,4 @@ def test_loop_resumes_after_sigkill(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     _check_finished(out, 240, 3)
+    assert ckpt.load(out / "world_model").termination.reward_head is not None  # the CNN reads the rewards

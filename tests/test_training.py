@@ -227,9 +227,26 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
 
 def test_rewards_off_frames_need_the_termination_cnn(tmp_path):
     from dreamworld.cli_model import TrainArgs, run_train
+    from dreamworld.presets import ModelOptions
 
     with pytest.raises(ValueError, match="--termination frames"):
-        run_train(TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"), termination="tokens", rewards="frames"))
+        run_train(TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"),
+                            model=ModelOptions(termination="tokens", rewards="frames")))
+
+
+def test_model_options_build_what_they_name():
+    """`train` and `loop` build their models from ModelOptions: each option lands in the config it names."""
+    from dreamworld.presets import ModelOptions
+
+    plain = ModelOptions().config()
+    assert plain.preset == "tiny" and plain.refiner is None and not plain.termination.rewards
+    cfg = ModelOptions(preset="small", rewards="frames", termination_channels=(8, 16), termination_hidden=32,
+                       refiner=True, tokenizer_encoder="patches").config()
+    assert cfg.preset == "small" and cfg.refiner is not None and cfg.tokenizer.encoder == "patches"
+    assert (cfg.termination.rewards, cfg.termination.channels, cfg.termination.hidden) == (True, [8, 16], 32)
+    assert ModelOptions(termination="tokens").config().termination is None
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        ModelOptions(preset="huge").config()
 
 
 def test_with_rewards_off_frames_the_outcome_phase_gives_its_share_to_the_dynamics(catch_data, tmp_path):
