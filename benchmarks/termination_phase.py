@@ -82,7 +82,7 @@ def main(args: Args) -> dict:
     if args.out:
         ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] | {"termination_phase": {
             "steps": phase["steps"], "seconds": phase["seconds"], "shift": args.shift, "flip": args.flip,
-            "real_share": args.real_share}})
+            "real_share": args.real_share, "lr": args.lr, "rewards": args.rewards, "seed": args.seed}})
         shutil.copy(Path(args.checkpoint) / ckpt.STARTS, Path(args.out) / ckpt.STARTS)
     table = Table(title=f"termination phase on {args.checkpoint}: {phase['steps']} steps in {phase['seconds']:.0f} s "
                         f"(+{drawing_seconds:.0f} s drawing the frames), prior shift {phase['prior_shift']:.2f}")
