@@ -64,11 +64,11 @@ class MakeWorldsArgs:
     (--termination-shift 8 --termination-flip --termination-real-share 0.5), as Cave's crashes depend on where the
     ship is against the wall, not on the height. It needs ~5,000 CNN steps (F1 0.873 on 240 fresh crashes, on the
     shipped world's drawings; 0.786 after 2,500); a 15-minute Cave run with shares 0.28 / 0.12 / 0.14 gave the CNN
-    1,860 and scored worse than without (README), so it is off by default"""
+    1,860 and scored worse than without (docs/world_model_log.md), so it is off by default"""
     rewards_frames_games: tuple[str, ...] = ()
     """games whose termination CNN reads the rewards too (dreamworld train --rewards frames; the outcome phase is
     then skipped and its share goes to the dynamics). Off by default: a sampled Catch dream's flickering score
-    digits read as catches (README)"""
+    digits read as catches (docs/world_model_log.md)"""
     tokenizer_share: float = 0.32
     """share of the budget spent on the tokenizer (`dreamworld train`'s default)"""
     agent_minutes: float = 10.0
