@@ -2,6 +2,7 @@
 an agent in a dream sees (a world model's latent codes, or frames), with no dream involved.
 
     python benchmarks/learner.py --obs state [--algo ppo] [--minutes 5] [--json results/learner_state_ppo_cpu.json]
+    python benchmarks/learner.py --obs state --life-loss-ends --steps 5000000 --minutes 12
     python benchmarks/learner.py --obs latent --checkpoint RUN [--algo ppo] [--minutes 15]
     python benchmarks/learner.py --obs pixels --algo ppo --ppo.network.channels 16 32 32
     python benchmarks/learner.py --obs model-state --checkpoint RUN --algo ppo --threads 2
@@ -60,7 +61,8 @@ class CatchState(gym.ObservationWrapper):
 
 class LifeLossEnds(gym.Wrapper):
     """Training signal only (DQN's episodic life): a step that costs a life reports `terminated`, and the reset that
-    follows continues the same game, so the learner's returns stop at a lost life without the game restarting."""
+    follows continues the same game (whatever seed it is given), so the learner's returns stop at a lost life
+    without the game restarting."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -78,8 +80,10 @@ class LifeLossEnds(gym.Wrapper):
     def step(self, action):
         """The game's step, with `terminated` also set when a life was lost."""
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if info["lives"] < self._lives and not (terminated or truncated):
-            terminated, self._carry_on = True, (obs, info)
+        lost = info["lives"] < self._lives
+        if lost and not (terminated or truncated):
+            self._carry_on = (obs, info)
+        terminated = terminated or lost
         self._lives = info["lives"]
         return obs, reward, terminated, truncated, info
 
@@ -176,8 +180,6 @@ def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None =
             env = make_env(CATCH, max_episode_steps=max_episode_steps)
             return CatchState(LifeLossEnds(env) if training and args.life_loss_ends else env)
         return gym.vector.SyncVectorEnv([thunk for _ in range(num_envs)])
-    if training and args.life_loss_ends:
-        raise SystemExit("--life-loss-ends is implemented for --obs state only")
     if args.obs == "model-state":
         return ModelStateObservations(real_envs(CATCH, num_envs, max_episode_steps=max_episode_steps), model)
     return real_envs(CATCH, num_envs, args.obs, model=model, max_episode_steps=max_episode_steps)
@@ -185,6 +187,8 @@ def catch_envs(args: Args, num_envs: int, model, max_episode_steps: int | None =
 
 def main(args: Args) -> None:
     """Train, score along the way, print the curve."""
+    if args.life_loss_ends and args.obs != "state":
+        raise SystemExit("--life-loss-ends is implemented for --obs state only")
     if args.obs in ("latent", "model-state") and not args.checkpoint:
         raise SystemExit(f"--obs {args.obs} sees through a world model: pass --checkpoint RUN (a tiny Catch model)")
     torch.set_num_threads(args.threads)

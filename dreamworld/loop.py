@@ -48,7 +48,8 @@ class LoopConfig:
     model: Annotated[ModelOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=ModelOptions)
     """the world model to build, as `dreamworld train` takes it (--preset, --refiner, --rewards frames, ...)"""
     retrain_tokenizer: bool = True
-    """later iterations train the tokenizer further too (else only the termination model and the dynamics)"""
+    """later iterations train the tokenizer (and a refiner) further too (else only the termination model and the
+    dynamics)"""
     final_episodes: int = 20
     """real episodes played by the final agent (with the game's own time limit) when the loop ends"""
     seed: int = 0

@@ -1,4 +1,5 @@
-"""Model presets: `tiny` (CPU, built-in games), `small` (Atari-like), `base` (GPU scale)."""
+"""Model presets: `tiny` (CPU, built-in games), `small` (Atari-like), `base` (GPU scale); `ModelOptions`, a preset
+with the parts a run adds to it or changes."""
 
 from __future__ import annotations
 
