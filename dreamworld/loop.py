@@ -113,6 +113,12 @@ def loop(env_id: str, out: str, cfg: LoopConfig, wandb: str = "offline", progres
     if state.get("env_id", env_id) != env_id:
         raise ValueError(f"{out} holds a loop over {state['env_id']}, not {env_id}: pass another --out")
     state["env_id"] = env_id
+    run = Path(state["world_model"])
+    if (run / ckpt.CONFIG).is_file():
+        differs = cfg.model.differences(ckpt.read_config(run)[0])
+        if differs:
+            raise ValueError(f"{run} holds a world model built with {', '.join(differs)}: run the loop with the "
+                             "model options it started with, or pass another --out")
     iterations = math.ceil(cfg.real_steps / cfg.steps_per_iteration)
     agent_dir = Path(state["agent"])
     while state["iteration"] < iterations:

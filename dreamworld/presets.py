@@ -80,3 +80,19 @@ class ModelOptions:
         if self.tokenizer_encoder:
             cfg.tokenizer.encoder = self.tokenizer_encoder
         return cfg
+
+    def differences(self, saved: WorldModelConfig) -> list[str]:
+        """How `saved` (a run's model config) differs from the model these options describe, one
+        "name saved (asked: value)" string per option; empty when they agree."""
+        asked, had = _option_values(self.config()), _option_values(saved)
+        return [f"{name} {had[name]!r} (asked: {asked[name]!r})" for name in asked if asked[name] != had[name]]
+
+
+def _option_values(cfg: WorldModelConfig) -> dict:
+    """The ModelOptions a world-model config was built with, as far as the config shows them."""
+    termination = cfg.termination
+    return {"preset": cfg.preset, "termination": "tokens" if termination is None else "frames",
+            "rewards": "frames" if termination is not None and termination.rewards else "tokens",
+            "termination_channels": None if termination is None else list(termination.channels),
+            "termination_hidden": None if termination is None else termination.hidden,
+            "refiner": cfg.refiner is not None, "tokenizer_encoder": cfg.tokenizer.encoder}

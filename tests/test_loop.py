@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from dreamworld import checkpoint as ckpt
 from dreamworld.agents import load
 from dreamworld.checkpoint import load_train_state
@@ -73,3 +75,17 @@ def test_loop_resumes_after_sigkill(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     _check_finished(out, 240, 3)
     assert ckpt.load(out / "world_model").termination.reward_head is not None  # the CNN reads the rewards
+
+
+def test_loop_refuses_model_options_its_world_model_was_not_built_with(tmp_path):
+    """Run again with other model options, the loop stops before it collects, naming what differs."""
+    from test_play import make_run
+
+    from dreamworld.loop import LoopConfig, loop
+    from dreamworld.presets import ModelOptions
+
+    out = tmp_path / "loop"
+    make_run(out / "world_model")  # a toy model: no refiner
+    with pytest.raises(ValueError, match=r"refiner False \(asked: True\).*run the loop with the model options"):
+        loop("Bricks", str(out), LoopConfig(model=ModelOptions(refiner=True)), wandb="disabled", progress=False)
+    assert not (out / "data").exists()

@@ -245,6 +245,11 @@ def test_model_options_build_what_they_name():
     assert cfg.preset == "small" and cfg.refiner is not None and cfg.tokenizer.encoder == "patches"
     assert (cfg.termination.rewards, cfg.termination.channels, cfg.termination.hidden) == (True, [8, 16], 32)
     assert ModelOptions(termination="tokens").config().termination is None
+    assert ModelOptions(rewards="frames").differences(cfg) == [
+        "preset 'small' (asked: 'tiny')", "termination_channels [8, 16] (asked: [16, 32, 32])",
+        "termination_hidden 32 (asked: 128)", "refiner True (asked: False)",
+        "tokenizer_encoder 'patches' (asked: 'frame')"]
+    assert ModelOptions().differences(plain) == []
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         ModelOptions(preset="huge").config()
 
