@@ -48,3 +48,13 @@ def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
         assert ("outcome" in summary) is not rewards_frames  # nothing reads the dynamics' reward head then
         assert (ckpt.load(run).termination.reward_head is not None) is rewards_frames
         assert train_or_resume(data, run, cfg, "disabled") == {}  # finished: reused
+
+
+def test_the_demo_trains_longer_on_a_cpu_without_native_bfloat16(monkeypatch, capsys):
+    """5 minutes where the CPU computes bfloat16 natively; 12, and a line saying why, where it computes float32."""
+    from dreamworld import demo
+
+    monkeypatch.setattr(demo, "native_bf16", lambda device: True)
+    assert demo.default_train_minutes() == 5.0 and capsys.readouterr().out == ""
+    monkeypatch.setattr(demo, "native_bf16", lambda device: False)
+    assert demo.default_train_minutes() == 12.0 and "--train-minutes" in capsys.readouterr().out
