@@ -4,14 +4,15 @@ with the parts a run adds to it or changes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from .dynamics import DynamicsConfig
 from .refiner import RefinerConfig
 from .tokenizer import TokenizerConfig
 from .world_model import WorldModelConfig
 
-PRESETS = ("tiny", "small", "base")
+PresetName = Literal["tiny", "small", "base"]
+PRESETS = get_args(PresetName)
 
 
 def preset(name: str) -> WorldModelConfig:
@@ -37,7 +38,7 @@ class ModelOptions:
     """The world model a run builds: a preset and what is added to it or changed in it (`dreamworld train` and
     `dreamworld loop` take these options alike)."""
 
-    preset: Literal["tiny", "small", "base"] = "tiny"
+    preset: PresetName = "tiny"
     """model size: tiny (CPU, built-in games), small (Atari-like), base (GPU)"""
     termination: Literal["frames", "tokens"] = "frames"
     """where terminations are read: frames (a CNN on the frames the model draws before and after a step; learns
