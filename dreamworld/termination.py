@@ -155,11 +155,25 @@ class Augment:
         if self.flip:
             flipped = torch.rand(B, generator=generator) < 0.5  # (B,)
             moved[flipped] = moved[flipped].flip(1)
-        columns = (torch.arange(W) - torch.randint(-2, 3, (B, 1), generator=generator)) % W if self.shift else \
-            torch.arange(W).expand(B, W)  # (B, W) source columns
-        source = (torch.arange(B)[:, None, None], moved[:, :, None], columns[:, None, :])  # (B, h, W) when broadcast
-        return tuple(torch.cat([frames[:, : self.hud_rows], frames[source]], 1)  # (B, H, W, 3)
-                     for frames in (before, after))
+        columns = torch.randint(-2, 3, (B,), generator=generator) if self.shift else None  # (B,) moves right
+        source = (torch.arange(B)[:, None] * H + moved).flatten()  # (B * h,) rows of the frames laid end to end
+        out = []
+        for frames in (before, after):
+            play = frames.reshape(B * H, W, 3)[source].view(B, H - self.hud_rows, W, 3)  # (B * h, W, 3) -> (B, h, W, 3)
+            out.append(torch.cat([frames[:, : self.hud_rows], _roll_columns(play, columns)], 1))  # (B, H, W, 3)
+        return out[0], out[1]
+
+
+def _roll_columns(frames: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+    """Frames (B, h, W, 3) -> each moved right by its `columns` (B,) entry, circularly (None: as they are). One
+    roll per distinct move: indexing every pixel of a batch took 19 ms a batch of 128 pairs on 2 AVX2 cores."""
+    if columns is None:
+        return frames
+    out = torch.empty_like(frames)
+    for move in columns.unique().tolist():
+        rows = columns == move  # (B,)
+        out[rows] = frames[rows].roll(move, dims=2)
+    return out
 
 
 class TransitionSampler:

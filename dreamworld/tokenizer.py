@@ -248,7 +248,7 @@ class Tokenizer(nn.Module):
         cfg = self.cfg
         recon, indices = self(frames)
         target = (self._to_input(frames) + 1) / 2  # (B, 3, H, W) in [0, 1]
-        local_range = F.max_pool2d(target, 3, 1, 1) + F.max_pool2d(-target, 3, 1, 1)  # (B, 3, H, W)
+        local_range = window_range(target)  # (B, 3, H, W)
         off_canvas = (target - self.canvas.detach()).abs()  # (B, 3, H, W)
         weight = 1 + cfg.edge_weight * local_range.amax(1, keepdim=True)  # (B, 1, H, W)
         weight = weight + cfg.background_weight * off_canvas.amax(1, keepdim=True)
@@ -265,6 +265,19 @@ class Tokenizer(nn.Module):
         stats = {"loss": total.item(), "mse": mse.item(), "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
                  "codes_used": float(indices.unique().numel())}
         return total, stats
+
+
+def window_range(images: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) -> the range (max - min) of each channel over the 3x3 window around each pixel, the same
+    shape (the edge pixels' windows are cut at the border). As two 3-tap passes of elementwise max and min: the
+    same values as max_pool2d(x, 3, 1, 1) + max_pool2d(-x, 3, 1, 1), at 1.6 ms against 29 for a 32-frame batch on
+    2 AVX2 cores (max_pool2d computes indices even without gradients)."""
+    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")  # (B, C, H + 2, W + 2): edges repeat, max/min unchanged
+    ranges = []
+    for pick in (torch.maximum, torch.minimum):
+        across = pick(pick(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])  # (B, C, H + 2, W)
+        ranges.append(pick(pick(across[..., :-2, :], across[..., 1:-1, :]), across[..., 2:, :]))  # (B, C, H, W)
+    return ranges[0] - ranges[1]
 
 
 def pixels(frames: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:

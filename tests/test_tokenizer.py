@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from dreamworld.tokenizer import FSQ, PSNR_CAP_DB, Tokenizer, TokenizerConfig, psnr
+from dreamworld.tokenizer import FSQ, PSNR_CAP_DB, Tokenizer, TokenizerConfig, psnr, window_range
 
 TINY = TokenizerConfig(image_size=16, channels=[8, 16], blocks=[0, 1], levels=[5, 4, 3], groups=4)
 
@@ -103,6 +104,15 @@ def test_overfits_a_moving_dot():
     end, stats = tok.loss(frames)
     assert end.item() < 0.3 * start.item(), (start.item(), end.item())
     assert set(stats) >= {"loss", "mse", "psnr"}
+
+
+def test_window_range_matches_max_pooling():
+    """The loss's edge weight: each pixel's 3x3 max - min, borders included, as max pooling defines it."""
+    images = torch.rand(3, 3, 9, 7)
+    images[0, :, :, 0] = 2.0  # an extreme column on the border
+    pooled = F.max_pool2d(images, 3, 1, 1) + F.max_pool2d(-images, 3, 1, 1)
+    assert torch.equal(window_range(images), pooled)
+    assert window_range(torch.ones(1, 1, 4, 4)).abs().max() == 0
 
 
 def test_psnr_convention():
