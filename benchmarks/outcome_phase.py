@@ -27,8 +27,9 @@ from rich.table import Table
 from dreamworld import checkpoint as ckpt
 from dreamworld.calibration import random_play
 from dreamworld.data import load_steps
+from dreamworld.optional_phases import outcome_phase
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, encode_frames, outcome_phase
+from dreamworld.train import TrainConfig, encode_frames
 
 
 @dataclass

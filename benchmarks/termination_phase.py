@@ -28,10 +28,11 @@ from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
 from dreamworld.data import load_steps
+from dreamworld.optional_phases import termination_phase
 from dreamworld.precision import Precision, resolve
 from dreamworld.termination import TerminationConfig, TerminationNet, drawings
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, encode_frames, termination_phase
+from dreamworld.train import TrainConfig, encode_frames
 
 
 @dataclass
