@@ -57,6 +57,8 @@ class Args(PhaseArgs):
     """width of the new CNN's hidden layer (default: the checkpoint's CNN's)"""
     lr: float = TrainConfig.termination_lr
     """--termination-lr of the phase"""
+    batch_size: int = TrainConfig.termination_batch_size
+    """--termination-batch-size of the phase (steps: frame before, frame after)"""
 
 
 def main(args: Args) -> dict:
@@ -73,7 +75,8 @@ def main(args: Args) -> dict:
     fresh_drawings = drawings(model.tokenizer, encode_frames(model, steps.frames))  # (F, H, W, 3)
     cfg = TrainConfig(steps=args.steps, termination_share=1.0, termination_shift=args.shift,
                       termination_flip=args.flip, termination_real_share=args.real_share,
-                      termination_precision=args.precision, termination_lr=args.lr, seed=args.seed)
+                      termination_precision=args.precision, termination_lr=args.lr,
+                      termination_batch_size=args.batch_size, seed=args.seed)
     started = time.perf_counter()
     phase = termination_phase(model, steps, fresh_drawings, cfg, torch.Generator().manual_seed(args.seed),
                               {"phase": "termination", "global_step": 0}, lambda _: None,
@@ -83,7 +86,8 @@ def main(args: Args) -> dict:
     if args.out:
         ckpt.save_model(args.out, model, ckpt.read_config(args.checkpoint)[1] | {"termination_phase": {
             "steps": phase["steps"], "seconds": phase["seconds"], "shift": args.shift, "flip": args.flip,
-            "real_share": args.real_share, "lr": args.lr, "rewards": args.rewards, "seed": args.seed}})
+            "real_share": args.real_share, "lr": args.lr, "rewards": args.rewards, "seed": args.seed,
+            "batch_size": args.batch_size}})
         shutil.copy(Path(args.checkpoint) / ckpt.STARTS, Path(args.out) / ckpt.STARTS)
     table = Table(title=f"termination phase on {args.checkpoint}: {phase['steps']} steps in {phase['seconds']:.0f} s "
                         f"(+{drawing_seconds:.0f} s drawing the frames), prior shift {phase['prior_shift']:.2f}")
@@ -100,8 +104,8 @@ def main(args: Args) -> dict:
                "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
                "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
                             "real_share": args.real_share, "precision": resolve(args.precision, "cpu"), "lr": args.lr,
-                            "rewards": args.rewards, "channels": model.cfg.termination.channels,
-                            "hidden": model.cfg.termination.hidden}, **rows}
+                            "batch_size": args.batch_size, "rewards": args.rewards,
+                            "channels": model.cfg.termination.channels, "hidden": model.cfg.termination.hidden}, **rows}
     if args.json:
         write_results(args.json, results)
     return results

@@ -115,8 +115,10 @@ class TrainConfig:
     sequence_frames: int | None = None
     """steps per dynamics training sequence (default: twice the model's context_frames); attention inside a
     sequence reaches back context_frames frames, as in generation"""
-    tokenizer_batch_size: int = 32
-    """tokenizer batch: frames"""
+    tokenizer_batch_size: int = 16
+    """tokenizer batch: frames. A time budget favours more, smaller steps: in the same 225-288 s on Catch, 16 frames
+    a step took 1.75-2.2x the steps of 32 and drew held-out frames 0.5-1.2 dB better on a 2-core AVX2 CPU
+    (benchmarks/tokenizer_phase.py; 8 frames were no better than 16)"""
     tokenizer_end_share: float = 0.05
     """share of tokenizer batch frames drawn from the frames episodes ended on: there are few (Catch: ~20 in 30k),
     and a tokenizer that saw them as seldom drew Catch's empty life bar with lives in it, so the termination CNN
@@ -163,7 +165,7 @@ class TrainConfig:
     steps on such a CPU, the same loss"""
     tokenizer_precision: Precision = "auto"
     """the same for the tokenizer: in 180 s on Catch, bfloat16 took 1,637 steps to float32's 1,159 and drew the
-    held-out frames better (35.49 dB against 34.06, benchmarks/tokenizer_precision.py); step for step it is a
+    held-out frames better (35.49 dB against 34.06, benchmarks/tokenizer_phase.py); step for step it is a
     little worse, time for time better"""
     compile: Compile = "auto"
     """compile the dynamics' training step with torch.compile (compiling.py): a step took 227-240 ms against 313 on

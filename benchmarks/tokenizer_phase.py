@@ -1,11 +1,11 @@
-"""Benchmark: the tokenizer phase for the same wall time in each precision, then how well the tokenizer draws the
-held-out frames. A 15-minute run gives the tokenizer a time, not a number of steps, so this is the comparison
-that decides `--tokenizer-precision`.
+"""Benchmark: the tokenizer phase for the same wall time in each precision and batch size, then how well the
+tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a number of steps, so this is
+the comparison that decides `--tokenizer-precision` and `--tokenizer-batch-size`.
 
-    python benchmarks/tokenizer_precision.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
-        [--json results/tokenizer_precision_cpu.json]
+    python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
+        [--batch-sizes 32 16] [--json results/tokenizer_phase_cpu.json]
 
-Each precision starts from the same weights and canvas and runs `run_phase("tokenizer", ...)` as `dreamworld
+Each variant starts from the same weights and canvas and runs `run_phase("tokenizer", ...)` as `dreamworld
 train` does (its batches, end share, learning-rate schedule). Scored on the held-out split: reconstruction PSNR
 (`dreamworld.evaluate.reconstruction_psnr`) and each frame's worst pixel error, which a missing 2x2 gem shows.
 """
@@ -13,10 +13,11 @@ train` does (its batches, end share, learning-rate schedule). Scored on the held
 from __future__ import annotations
 
 import copy
+import itertools
 import platform
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -44,10 +45,12 @@ class Args:
     """wall time of each tokenizer phase"""
     precisions: list[Precision] = field(default_factory=lambda: ["float32", "bfloat16"])
     """precisions to compare"""
+    batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.tokenizer_batch_size])
+    """tokenizer batch sizes to compare (frames per step), each with every precision"""
     threads: int = 2
     """torch CPU threads"""
     seed: int = 0
-    """seed of the weights and the batches (the same for every precision)"""
+    """seed of the weights and the batches (the same for every variant)"""
     json: str | None = None
     """write the results to this JSON file"""
 
@@ -62,7 +65,8 @@ def worst_pixel_errors(model: WorldModel, frames: np.ndarray) -> torch.Tensor:
 
 
 def main(args: Args) -> dict:
-    """Train one tokenizer per precision for the same time; print the table and return (and write) the results."""
+    """Train one tokenizer per precision and batch size for the same time; print the table and return (and write)
+    the results."""
     flush_denormals()
     torch.set_num_threads(args.threads)
     ds = EpisodeDataset(args.data)
@@ -77,9 +81,10 @@ def main(args: Args) -> dict:
     canvas = torch.randperm(len(steps.frames))[: cfg.canvas_frames].sort().values  # (canvas_frames,)
     start.tokenizer.fit_canvas(steps.frames[canvas.numpy()])
     rows = {}
-    for precision in args.precisions:
+    for precision, batch_size in itertools.product(args.precisions, args.batch_sizes):
         model = copy.deepcopy(start)
-        batch = tokenizer_batches(steps, cfg, torch.Generator().manual_seed(args.seed))
+        batch = tokenizer_batches(steps, replace(cfg, tokenizer_batch_size=batch_size),
+                                  torch.Generator().manual_seed(args.seed))
 
         def loss(model=model, batch=batch):
             return model.tokenizer.loss(*batch())
@@ -89,13 +94,13 @@ def main(args: Args) -> dict:
                           precision=precision)
         model.eval()
         worst = worst_pixel_errors(model, held_frames)
-        rows[resolve(precision, "cpu")] = {
+        rows[f"{resolve(precision, 'cpu')}, batch {batch_size}"] = {
             "steps": phase["steps"], "seconds": phase["seconds"], "final_loss": phase["final_loss"],
             "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held, every=3, frames=2048),
             "worst_pixel_median": statistics.median(worst.tolist()),
             "worst_pixel_p90": float(worst.quantile(0.9))}
     table = Table(title=f"tokenizer phase, {args.seconds:.0f} s each, {args.data}")
-    for col in ("precision", "steps", "final loss", "held-out PSNR", "worst pixel median / p90"):
+    for col in ("precision, batch", "steps", "final loss", "held-out PSNR", "worst pixel median / p90"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
         table.add_row(name, str(r["steps"]), f"{r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}",
