@@ -157,11 +157,12 @@ class Augment:
             moved[flipped] = moved[flipped].flip(1)
         columns = torch.randint(-2, 3, (B,), generator=generator) if self.shift else None  # (B,) moves right
         source = (torch.arange(B)[:, None] * H + moved).flatten()  # (B * h,) rows of the frames laid end to end
-        out = []
-        for frames in (before, after):
+
+        def move(frames: torch.Tensor) -> torch.Tensor:
             play = frames.reshape(B * H, W, 3)[source].view(B, H - self.hud_rows, W, 3)  # (B * h, W, 3) -> (B, h, W, 3)
-            out.append(torch.cat([frames[:, : self.hud_rows], _roll_columns(play, columns)], 1))  # (B, H, W, 3)
-        return out[0], out[1]
+            return torch.cat([frames[:, : self.hud_rows], _roll_columns(play, columns)], 1)  # (B, H, W, 3)
+
+        return move(before), move(after)
 
 
 def _roll_columns(frames: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
