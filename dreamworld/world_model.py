@@ -17,6 +17,12 @@ from .refiner import Refiner, RefinerConfig
 from .termination import TerminationConfig, TerminationNet
 from .tokenizer import Tokenizer, TokenizerConfig, pixels
 
+REFINE_CHUNK_CPU = 32
+"""Frames the refiner draws at a time on the CPU. Its activations are full-resolution (512 KB a frame per layer),
+and its SiLUs, softmax and mix are memory-bound: a chunk of 32 frames stays in the caches. Drawing 512 frames
+took 5.9 ms a frame in one batch and 3.4 in chunks of 32 on 2 AVX2 cores with a 32 MB L3 (the same frames;
+benchmarks/refiner_batch.py)."""
+
 
 @dataclass
 class WorldModelConfig:
@@ -164,11 +170,14 @@ class WorldModel(nn.Module):
 
     def _refine(self, previous: torch.Tensor, fresh: torch.Tensor, actions) -> torch.Tensor:
         """The refiner over `previous` and `fresh` (float (B, 3, H, W) each) after `actions` (B, ...), its
-        convolutions at `precision`."""
+        convolutions at `precision`; on the CPU in chunks of REFINE_CHUNK_CPU frames."""
         if actions is not None:
             actions = self.actions_tensor(actions)
+        chunk = REFINE_CHUNK_CPU if self.device.type == "cpu" else len(fresh)
         with autocast(self.precision, self.device):
-            return self.refiner(previous, fresh, actions)
+            return torch.cat([self.refiner(previous[i : i + chunk], fresh[i : i + chunk],
+                                           None if actions is None else actions[i : i + chunk])
+                              for i in range(0, len(fresh), chunk)])  # (B, 3, H, W)
 
     @torch.no_grad()
     def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor,

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from toy_models import toy_config
 
+from dreamworld import world_model
 from dreamworld.checkpoint import load, save_model
 from dreamworld.envs import EpisodeDataset, collect, space_to_json
 from dreamworld.phases import check_shares, load_optimizer_state
@@ -147,6 +148,16 @@ def test_dreams_draw_each_frame_over_the_one_before(tmp_path):
     all_actions = torch.randint(0, 3, (3, 8))
     for a, b in zip(model.imagine(frames, all_actions), loaded.imagine(frames, all_actions), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_cpu_draws_in_chunks_and_gets_what_one_batch_gets(monkeypatch):
+    model = _refiner_model()
+    fresh, previous = torch.rand(7, 3, 64, 64), torch.rand(7, 3, 64, 64)
+    actions = torch.randint(0, 3, (7,))
+    with torch.no_grad():
+        whole = model.refiner(previous, fresh, actions)  # (7, 3, H, W) in one batch
+    monkeypatch.setattr(world_model, "REFINE_CHUNK_CPU", 3)  # chunks of 3, 3 and 1 frames
+    assert torch.allclose(model._refine(previous, fresh, actions), whole, atol=1e-6)
 
 
 def test_training_with_a_refiner_end_to_end(tmp_path):
