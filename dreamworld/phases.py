@@ -103,6 +103,15 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
     opt.load_state_dict(saved)
 
 
+def lr_scale(step: int, done: float, cfg: TrainConfig) -> float:
+    """The learning rate's share of its peak at `step` of a phase `done` (0..1) through its budget: a linear warmup
+    over warmup_steps steps or warmup_share of the budget, whichever ends first, then a cosine decay to 5%."""
+    warm = (step + 1) / cfg.warmup_steps
+    if cfg.warmup_share > 0:
+        warm = max(warm, done / cfg.warmup_share)
+    return min(1.0, warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+
+
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
@@ -160,7 +169,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             last_eval = time.perf_counter()
         if done >= 1:
             break
-        scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        scale = lr_scale(step, done, cfg)
         for group in opt.param_groups:
             group["lr"] = lr * scale * group.get("lr_scale", 1.0)
         with autocast(precision, dist.device):

@@ -110,8 +110,11 @@ class TrainConfig:
     """share of outcome batches drawn from steps with a reward or a termination"""
     outcome_lr: float = 3e-4
     """outcome-phase peak learning rate"""
-    batch_size: int = 16
-    """dynamics batch: sequences of sequence_frames steps"""
+    batch_size: int = 8
+    """dynamics batch: sequences of sequence_frames steps. A time budget favours more, smaller steps: in 240 s on
+    Catch, 8 sequences a step took 1.7-1.8x the steps of 16 and predicted held-out episodes better at every
+    horizon (h=1 30.10 against 29.99 dB, h=16 26.56 against 26.25, on a 2-core AVX2 CPU;
+    benchmarks/dynamics_phase.py). GPU runs pass larger ones (--batch-size 64)"""
     sequence_frames: int | None = None
     """steps per dynamics training sequence (default: twice the model's context_frames); attention inside a
     sequence reaches back context_frames frames, as in generation"""
@@ -133,7 +136,13 @@ class TrainConfig:
     weight_decay: float = 0.01
     """AdamW weight decay"""
     warmup_steps: int = 100
-    """linear warmup, then cosine decay to 5% over the budget"""
+    """linear warmup over this many steps of each phase (or warmup_share of its budget, if that ends sooner), then
+    cosine decay to 5% over the budget"""
+    warmup_share: float = 0.05
+    """a phase's warmup ends after this share of its budget at the latest (0: after warmup_steps only). On a CPU
+    that gives a phase few steps (Cave's dynamics: 115 steps in a 15-minute run on 2 AVX2 cores) the warmup would
+    otherwise take most of them. Catch's dynamics in 240 s on such a CPU: h=16 PSNR 26.25 against 25.87 at batch
+    16, 26.56 against 26.21 at batch 8 (benchmarks/dynamics_phase.py)"""
     grad_clip: float = 1.0
     """gradient-norm clip"""
     holdout: float = 0.1

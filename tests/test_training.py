@@ -18,7 +18,7 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load
 from dreamworld.envs import collect
-from dreamworld.phases import TrainingDiverged
+from dreamworld.phases import TrainingDiverged, lr_scale
 from dreamworld.train import TrainConfig, train
 
 FAST = {"tokenizer_batch_size": 8, "batch_size": 8, "log_every": 5, "warmup_steps": 5, "holdout": 0.34,
@@ -262,3 +262,13 @@ def test_with_rewards_off_frames_the_outcome_phase_gives_its_share_to_the_dynami
     assert "outcome" not in summary  # it would retrain the dynamics' reward head, which nothing reads then
     assert summary["dynamics"]["steps"] == 60 - 18 - 6
     assert load(tmp_path / "run").termination.reward_head is not None
+
+
+def test_the_warmup_ends_at_its_share_of_a_phase_that_gets_few_steps():
+    cfg = TrainConfig(warmup_steps=100, warmup_share=0.05)
+    assert lr_scale(0, 0.0, cfg) == pytest.approx(0.01)  # the first step: one step of the 100
+    assert lr_scale(10, 0.05, cfg) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 0.05)))  # warm at 5%
+    assert lr_scale(10, 0.025, cfg) == pytest.approx(0.5 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 0.025))))
+    steps_only = TrainConfig(warmup_steps=100, warmup_share=0.0)
+    assert lr_scale(10, 0.5, steps_only) == pytest.approx(0.11 * (0.05 + 0.95 * 0.5))  # step 11 of the 100
+    assert lr_scale(199, 0.5, steps_only) == pytest.approx(0.05 + 0.95 * 0.5)  # warm after 100 steps

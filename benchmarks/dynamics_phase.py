@@ -1,0 +1,115 @@
+"""Benchmark: the dynamics phase for the same wall time with each batch size and warmup, then how well the model
+predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gives the dynamics a few hundred
+steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decides `--batch-size` and
+`--warmup-share` there.
+
+    python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
+        [--warmup-shares 0 0.05] [--json results/dynamics_phase_catch_avx2.json]
+
+The world model in RUN keeps its tokenizer (and refiner and termination CNN); its dynamics start again from the
+same new weights for every variant and train on DATA's training split as in `dreamworld train` (its windows, end
+share, loss and learning-rate schedule; compiled when `train` would compile a phase that long). Scored on the
+held-out split with `dreamworld.evaluate.fidelity`: PSNR at horizons 1..16 against copying the last real frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import platform
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+import tyro
+from common import cpu_name, write_results
+from rich.console import Console
+from rich.table import Table
+
+from dreamworld import checkpoint as ckpt
+from dreamworld.compiling import compiled, should_compile
+from dreamworld.data import WindowSampler, load_steps, split_episodes
+from dreamworld.envs import EpisodeDataset
+from dreamworld.evaluate import fidelity
+from dreamworld.phases import phase_budget, run_phase
+from dreamworld.precision import flush_denormals
+from dreamworld.tracking import Tracker
+from dreamworld.train import TrainConfig, dynamics_loss, encode_frames
+from dreamworld.world_model import WorldModel
+
+HORIZONS = ("1", "4", "16")
+
+
+@dataclass
+class Args:
+    checkpoint: str
+    """a trained world model (its tokenizer encodes the data; its dynamics are replaced)"""
+    data: str
+    """the dataset it was trained on (the training split trains, the held-out split is scored)"""
+    seconds: float = 150.0
+    """wall time of each dynamics phase"""
+    batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.batch_size])
+    """dynamics batch sizes to compare (sequences per step)"""
+    warmup_shares: list[float] = field(default_factory=lambda: [TrainConfig.warmup_share])
+    """--warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps only)"""
+    rollouts: int = 128
+    """held-out rollouts scored per variant"""
+    threads: int = 2
+    """torch CPU threads"""
+    seed: int = 0
+    """seed of the new dynamics weights and of the windows (the same for every variant)"""
+    json: str | None = None
+    """write the results to this JSON file"""
+
+
+def main(args: Args) -> dict:
+    """Train the dynamics once per batch size and warmup for the same time; print the table, return (and write)
+    the results."""
+    flush_denormals()
+    torch.set_num_threads(args.threads)
+    ds, trained = EpisodeDataset(args.data), ckpt.load(args.checkpoint)
+    cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=0.0, refiner_share=0.0, termination_share=0.0,
+                      outcome_share=0.0, checkpoint_seconds=1e9, eval_seconds=1e9, seed=args.seed)
+    train_eps, held = split_episodes(ds, cfg.holdout)
+    steps = load_steps(ds, train_eps, progress=False)
+    tokens = encode_frames(trained, steps.frames, progress=False)  # (F, N)
+    torch.manual_seed(args.seed)
+    start = WorldModel(trained.cfg)
+    start.load_state_dict({k: v for k, v in trained.state_dict().items() if not k.startswith("dynamics.")},
+                          strict=False)  # the trained tokenizer, refiner, termination CNN; new dynamics
+    rows = {}
+    for batch_size, warmup_share in itertools.product(args.batch_sizes, args.warmup_shares):
+        variant = replace(cfg, batch_size=batch_size, warmup_share=warmup_share)
+        model = copy.deepcopy(start)
+        sampler = WindowSampler(steps, tokens, 2 * model.cfg.dynamics.context_frames, variant.end_share, args.seed)
+        forward = (compiled(model.dynamics) if should_compile("auto", "cpu", *phase_budget(variant, "dynamics", model))
+                   else model.dynamics)
+
+        def loss(model=model, sampler=sampler, forward=forward, variant=variant):
+            return dynamics_loss(model, sampler.sample(variant.batch_size), variant, forward)
+
+        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, variant.lr, variant,
+                          {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"))
+        model.eval()
+        metrics, _ = fidelity(model, ds, held, horizon=16, samples=args.rollouts)
+        rows[f"batch {batch_size}, warmup share {warmup_share:g}"] = {
+            "batch_size": batch_size, "warmup_share": warmup_share, "steps": phase["steps"],
+            "seconds": phase["seconds"], "final_loss": phase["final_loss"], "psnr": metrics["psnr"],
+            "baseline_psnr": metrics["baseline_psnr"]}
+    table = Table(title=f"dynamics phase, {args.seconds:.0f} s each, {args.data}, {args.rollouts} rollouts")
+    for col in ("variant", "steps", "final loss", *(f"PSNR h={h} (copy-last)" for h in HORIZONS)):
+        table.add_column(col, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, str(r["steps"]), f"{r['final_loss']:.4f}",
+                      *(f"{r['psnr'][h]:.2f} ({r['baseline_psnr'][h]:.2f})" for h in HORIZONS))
+    Console().print(table)
+    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
+               "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
+               "data": args.data, "seconds": args.seconds, "rollouts": args.rollouts, "rows": rows}
+    if args.json:
+        write_results(args.json, results)
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
