@@ -1,7 +1,7 @@
 """Benchmark: the dynamics phase for the same wall time with each batch size and warmup, then how well the model
 predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gives the dynamics a few hundred
 steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decides `--batch-size` and
-`--warmup-share` there.
+`--dynamics-warmup-share` there.
 
     python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
         [--warmup-shares 0 0.05] [--json results/dynamics_phase_catch_avx2.json]
@@ -50,8 +50,9 @@ class Args:
     """wall time of each dynamics phase"""
     batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.batch_size])
     """dynamics batch sizes to compare (sequences per step)"""
-    warmup_shares: list[float] = field(default_factory=lambda: [TrainConfig.warmup_share])
-    """--warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps only)"""
+    warmup_shares: list[float] = field(default_factory=lambda: [TrainConfig.dynamics_warmup_share])
+    """--dynamics-warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps
+    only)"""
     rollouts: int = 128
     """held-out rollouts scored per variant"""
     threads: int = 2
@@ -79,7 +80,7 @@ def main(args: Args) -> dict:
                           strict=False)  # the trained tokenizer, refiner, termination CNN; new dynamics
     rows = {}
     for batch_size, warmup_share in itertools.product(args.batch_sizes, args.warmup_shares):
-        variant = replace(cfg, batch_size=batch_size, warmup_share=warmup_share)
+        variant = replace(cfg, batch_size=batch_size, dynamics_warmup_share=warmup_share)
         model = copy.deepcopy(start)
         sampler = WindowSampler(steps, tokens, 2 * model.cfg.dynamics.context_frames, variant.end_share, args.seed)
         forward = (compiled(model.dynamics) if should_compile("auto", "cpu", *phase_budget(variant, "dynamics", model))
@@ -89,7 +90,8 @@ def main(args: Args) -> dict:
             return dynamics_loss(model, sampler.sample(variant.batch_size), variant, forward)
 
         phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, variant.lr, variant,
-                          {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"))
+                          {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),
+                          warmup_share=warmup_share)
         model.eval()
         metrics, _ = fidelity(model, ds, held, horizon=16, samples=args.rollouts)
         rows[f"batch {batch_size}, warmup share {warmup_share:g}"] = {

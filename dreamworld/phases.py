@@ -103,24 +103,26 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
     opt.load_state_dict(saved)
 
 
-def lr_scale(step: int, done: float, cfg: TrainConfig) -> float:
+def lr_scale(step: int, done: float, warmup_steps: int, warmup_share: float = 0.0) -> float:
     """The learning rate's share of its peak at `step` of a phase `done` (0..1) through its budget: a linear warmup
-    over warmup_steps steps or warmup_share of the budget, whichever ends first, then a cosine decay to 5%."""
-    warm = (step + 1) / cfg.warmup_steps
-    if cfg.warmup_share > 0:
-        warm = max(warm, done / cfg.warmup_share)
+    over `warmup_steps` steps or `warmup_share` of the budget, whichever ends first (0: the steps alone), then a
+    cosine decay to 5%."""
+    warm = (step + 1) / warmup_steps
+    if warmup_share > 0:
+        warm = max(warm, done / warmup_share)
     return min(1.0, warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
-              precision: str = "float32", clock: RunClock | None = None) -> dict:
+              precision: str = "float32", clock: RunClock | None = None, warmup_share: float = 0.0) -> dict:
     """Optimise `loss_fn` (its forward pass at `precision`) over `params` (tensors, or optimizer parameter groups
     that may carry an `lr_scale` on `lr`) until the phase's budget is spent;
     resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, the time budget of the
     dynamics and outcome phases lasts until their `phase_end` on the run's clock; otherwise a phase trains for
-    its share of the budget. With `dist`, stopping,
+    its share of the budget. The warmup lasts cfg.warmup_steps steps, or `warmup_share` of the budget if that
+    ends sooner (`lr_scale`). With `dist`, stopping,
     saving, evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so
     all ranks step in lockstep."""
     dist = dist or Distributed("cpu")
@@ -169,7 +171,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             last_eval = time.perf_counter()
         if done >= 1:
             break
-        scale = lr_scale(step, done, cfg)
+        scale = lr_scale(step, done, cfg.warmup_steps, warmup_share)
         for group in opt.param_groups:
             group["lr"] = lr * scale * group.get("lr_scale", 1.0)
         with autocast(precision, dist.device):

@@ -265,10 +265,11 @@ def test_with_rewards_off_frames_the_outcome_phase_gives_its_share_to_the_dynami
 
 
 def test_the_warmup_ends_at_its_share_of_a_phase_that_gets_few_steps():
-    cfg = TrainConfig(warmup_steps=100, warmup_share=0.05)
-    assert lr_scale(0, 0.0, cfg) == pytest.approx(0.01)  # the first step: one step of the 100
-    assert lr_scale(10, 0.05, cfg) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 0.05)))  # warm at 5%
-    assert lr_scale(10, 0.025, cfg) == pytest.approx(0.5 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 0.025))))
-    steps_only = TrainConfig(warmup_steps=100, warmup_share=0.0)
-    assert lr_scale(10, 0.5, steps_only) == pytest.approx(0.11 * (0.05 + 0.95 * 0.5))  # step 11 of the 100
-    assert lr_scale(199, 0.5, steps_only) == pytest.approx(0.05 + 0.95 * 0.5)  # warm after 100 steps
+    def cosine(done):
+        return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * done))
+
+    assert lr_scale(0, 0.0, 100, 0.05) == pytest.approx(0.01)  # the first step: one step of the 100
+    assert lr_scale(10, 0.05, 100, 0.05) == pytest.approx(cosine(0.05))  # warm after 5% of the budget
+    assert lr_scale(10, 0.025, 100, 0.05) == pytest.approx(0.5 * cosine(0.025))
+    assert lr_scale(10, 0.5, 100) == pytest.approx(0.11 * cosine(0.5))  # no share: step 11 of the 100
+    assert lr_scale(199, 0.5, 100) == pytest.approx(cosine(0.5))  # warm after 100 steps
