@@ -173,11 +173,12 @@ class WorldModel(nn.Module):
         convolutions at `precision`; on the CPU in chunks of REFINE_CHUNK_CPU frames."""
         if actions is not None:
             actions = self.actions_tensor(actions)
-        chunk = REFINE_CHUNK_CPU if self.device.type == "cpu" else len(fresh)
         with autocast(self.precision, self.device):
-            return torch.cat([self.refiner(previous[i : i + chunk], fresh[i : i + chunk],
-                                           None if actions is None else actions[i : i + chunk])
-                              for i in range(0, len(fresh), chunk)])  # (B, 3, H, W)
+            if self.device.type != "cpu" or len(fresh) <= REFINE_CHUNK_CPU:
+                return self.refiner(previous, fresh, actions)
+            return torch.cat([self.refiner(previous[i : i + REFINE_CHUNK_CPU], fresh[i : i + REFINE_CHUNK_CPU],
+                                           None if actions is None else actions[i : i + REFINE_CHUNK_CPU])
+                              for i in range(0, len(fresh), REFINE_CHUNK_CPU)])  # (B, 3, H, W)
 
     @torch.no_grad()
     def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor,
