@@ -34,7 +34,7 @@ from dreamworld.evaluate import fidelity
 from dreamworld.phases import phase_budget, run_phase
 from dreamworld.precision import flush_denormals
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, dynamics_loss, encode_frames
+from dreamworld.train import TrainConfig, dynamics_loss, encode_frames, sequence_frames
 from dreamworld.world_model import WorldModel
 
 HORIZONS = ("1", "4", "16")
@@ -82,9 +82,9 @@ def main(args: Args) -> dict:
     for batch_size, warmup_share in itertools.product(args.batch_sizes, args.warmup_shares):
         variant = replace(cfg, batch_size=batch_size, dynamics_warmup_share=warmup_share)
         model = copy.deepcopy(start)
-        sampler = WindowSampler(steps, tokens, 2 * model.cfg.dynamics.context_frames, variant.end_share, args.seed)
-        forward = (compiled(model.dynamics) if should_compile("auto", "cpu", *phase_budget(variant, "dynamics", model))
-                   else model.dynamics)
+        sampler = WindowSampler(steps, tokens, sequence_frames(model, variant), variant.end_share, args.seed)
+        compile_step = should_compile(variant.compile, "cpu", *phase_budget(variant, "dynamics", model))
+        forward = compiled(model.dynamics) if compile_step else model.dynamics  # as `train` decides it
 
         def loss(model=model, sampler=sampler, forward=forward, variant=variant):
             return dynamics_loss(model, sampler.sample(variant.batch_size), variant, forward)

@@ -364,7 +364,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         state = {"phase": "dynamics", "global_step": state["global_step"]}  # saved with the corrected prior
         save(state)
     if state["phase"] == "dynamics":
-        sampler = WindowSampler(steps, tokens, _sequence_frames(model, cfg), cfg.end_share, cfg.seed)
+        sampler = WindowSampler(steps, tokens, sequence_frames(model, cfg), cfg.end_share, cfg.seed)
         sampler.generator = generator
         compile_step = should_compile(cfg.compile, device, *phase_budget(cfg, "dynamics", model))
         forward = compiled(model.dynamics) if compile_step else model.dynamics  # the same weights either way
@@ -381,7 +381,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                                         state, save, tracker, on_eval, dist=dist, precision=cfg.precision,
                                         clock=run_clock, warmup_share=cfg.dynamics_warmup_share)
         summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
-                                               * _sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
+                                               * sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
         summary["dynamics"]["compiled"] = compile_step
         state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
         save(state)
@@ -403,5 +403,6 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     return summary
 
 
-def _sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
+def sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
+    """Steps per dynamics training sequence: cfg.sequence_frames, or twice the model's context."""
     return cfg.sequence_frames or 2 * model.cfg.dynamics.context_frames
