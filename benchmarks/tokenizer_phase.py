@@ -1,18 +1,18 @@
-"""Benchmark: the tokenizer phase for the same wall time in each precision and batch size, then how well the
-tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a number of steps, so this is
-the comparison that decides `--tokenizer-precision` and `--tokenizer-batch-size`.
+"""Benchmark: the tokenizer phase for the same wall time in each stage width, precision and batch size, then how
+well the tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a number of steps, so
+this is the comparison that decides the tiny preset's widths, `--tokenizer-precision` and `--tokenizer-batch-size`.
 
     python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
-        [--batch-sizes 32 16] [--json results/tokenizer_phase_cpu.json]
+        [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--json results/tokenizer_phase_cpu.json]
 
-Each variant starts from the same weights and canvas and runs `run_phase("tokenizer", ...)` as `dreamworld
-train` does (its batches, end share, learning-rate schedule). Scored on the held-out split: reconstruction PSNR
-(`dreamworld.evaluate.reconstruction_psnr`) and each frame's worst pixel error, which a missing 2x2 gem shows.
+Each variant of the same widths starts from the same weights, and every variant from the same canvas; each runs
+`run_phase("tokenizer", ...)` as `dreamworld train` does (its batches, end share, learning-rate schedule). Scored on
+the held-out split: reconstruction PSNR (`dreamworld.evaluate.reconstruction_psnr`) and each frame's worst pixel
+error, which a missing 2x2 gem shows.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import platform
 import statistics
@@ -47,6 +47,8 @@ class Args:
     """precisions to compare"""
     batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.tokenizer_batch_size])
     """tokenizer batch sizes to compare (frames per step), each with every precision"""
+    channels: list[str] = field(default_factory=lambda: [",".join(map(str, preset("tiny").tokenizer.channels))])
+    """tokenizer stage widths to compare, each as comma-separated numbers (the tiny preset's by default)"""
     threads: int = 2
     """torch CPU threads"""
     seed: int = 0
@@ -65,8 +67,8 @@ def worst_pixel_errors(model: WorldModel, frames: np.ndarray) -> torch.Tensor:
 
 
 def main(args: Args) -> dict:
-    """Train one tokenizer per precision and batch size for the same time; print the table and return (and write)
-    the results."""
+    """Train one tokenizer per stage widths, precision and batch size for the same time; print the table and return
+    (and write) the results."""
     flush_denormals()
     torch.set_num_threads(args.threads)
     ds = EpisodeDataset(args.data)
@@ -74,15 +76,16 @@ def main(args: Args) -> dict:
     steps = load_steps(ds, train_eps, progress=False)
     held_frames = np.concatenate([ds.episode(i)["frames"][::5] for i in held])[:1024]  # (<= 1024, H, W, 3)
     cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=1.0, checkpoint_seconds=1e9, seed=args.seed)
-    model_cfg = preset("tiny")
-    fit_to_dataset(model_cfg, ds, train_eps)
-    torch.manual_seed(args.seed)
-    start = WorldModel(model_cfg)
-    canvas = torch.randperm(len(steps.frames))[: cfg.canvas_frames].sort().values  # (canvas_frames,)
-    start.tokenizer.fit_canvas(steps.frames[canvas.numpy()])
+    canvas = torch.randperm(len(steps.frames), generator=torch.Generator().manual_seed(args.seed))
+    canvas_frames = steps.frames[canvas[: cfg.canvas_frames].sort().values.numpy()]  # (canvas_frames, H, W, 3)
     rows = {}
-    for precision, batch_size in itertools.product(args.precisions, args.batch_sizes):
-        model = copy.deepcopy(start)
+    for widths, precision, batch_size in itertools.product(args.channels, args.precisions, args.batch_sizes):
+        model_cfg = preset("tiny")
+        model_cfg.tokenizer.channels = [int(c) for c in widths.split(",")]
+        fit_to_dataset(model_cfg, ds, train_eps)
+        torch.manual_seed(args.seed)
+        model = WorldModel(model_cfg)
+        model.tokenizer.fit_canvas(canvas_frames)
         batch = tokenizer_batches(steps, replace(cfg, tokenizer_batch_size=batch_size),
                                   torch.Generator().manual_seed(args.seed))
 
@@ -94,16 +97,19 @@ def main(args: Args) -> dict:
                           precision=precision)
         model.eval()
         worst = worst_pixel_errors(model, held_frames)
-        rows[f"{resolve(precision, 'cpu')}, batch {batch_size}"] = {
-            "steps": phase["steps"], "seconds": phase["seconds"], "final_loss": phase["final_loss"],
+        rows[f"{widths}, {resolve(precision, 'cpu')}, batch {batch_size}"] = {
+            "params": sum(p.numel() for p in model.tokenizer.parameters()), "steps": phase["steps"],
+            "seconds": phase["seconds"], "final_loss": phase["final_loss"],
             "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held, every=3, frames=2048),
             "worst_pixel_median": statistics.median(worst.tolist()),
             "worst_pixel_p90": float(worst.quantile(0.9))}
     table = Table(title=f"tokenizer phase, {args.seconds:.0f} s each, {args.data}")
-    for col in ("precision, batch", "steps", "final loss", "held-out PSNR", "worst pixel median / p90"):
+    for col in ("widths, precision, batch", "parameters", "steps", "final loss", "held-out PSNR",
+                "worst pixel median / p90"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
-        table.add_row(name, str(r["steps"]), f"{r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}",
+        table.add_row(name, f"{r['params']:,}", str(r["steps"]), f"{r['final_loss']:.4f}",
+                      f"{r['heldout_reconstruction_psnr']:.2f}",
                       f"{r['worst_pixel_median']:.0f} / {r['worst_pixel_p90']:.0f}")
     Console().print(table)
     results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",

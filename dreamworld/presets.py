@@ -60,6 +60,9 @@ class ModelOptions:
     tokenizer_encoder: Literal["frame", "patches"] | None = None
     """frame: the tokenizer's encoder sees the whole frame (a change anywhere moves every code); patches: each
     token's code is read from its patch alone, so unchanged patches keep their codes (default: the preset's)"""
+    tokenizer_channels: tuple[int, ...] | None = None
+    """width of each tokenizer stage, one per halving of the frame (default: the preset's; tiny: 16 32 64 128,
+    before stop 31 32 64 128 128, which the README's bar rows on CPUs with native bfloat16 ran with)"""
 
     def config(self) -> WorldModelConfig:
         """The world-model config these options describe (env facts are filled in from the dataset in training)."""
@@ -80,6 +83,11 @@ class ModelOptions:
             cfg.refiner = RefinerConfig()
         if self.tokenizer_encoder:
             cfg.tokenizer.encoder = self.tokenizer_encoder
+        if self.tokenizer_channels:
+            if len(self.tokenizer_channels) != len(cfg.tokenizer.channels):
+                raise ValueError(f"--tokenizer-channels needs {len(cfg.tokenizer.channels)} widths for the "
+                                 f"{self.preset} preset (one per stage), got {list(self.tokenizer_channels)}")
+            cfg.tokenizer.channels = list(self.tokenizer_channels)
         return cfg
 
     def differences(self, saved: WorldModelConfig) -> list[str]:
@@ -96,4 +104,5 @@ def _option_values(cfg: WorldModelConfig) -> dict:
             "rewards": "frames" if termination is not None and termination.rewards else "tokens",
             "termination_channels": None if termination is None else list(termination.channels),
             "termination_hidden": None if termination is None else termination.hidden,
-            "refiner": cfg.refiner is not None, "tokenizer_encoder": cfg.tokenizer.encoder}
+            "refiner": cfg.refiner is not None, "tokenizer_encoder": cfg.tokenizer.encoder,
+            "tokenizer_channels": list(cfg.tokenizer.channels)}

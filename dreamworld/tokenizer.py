@@ -27,8 +27,10 @@ class TokenizerConfig:
 
     image_size: int = 64
     """Height and width of the (square) frames, in pixels; a multiple of the downsampling factor."""
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    """Width of each encoder stage; every stage halves the resolution, so the grid is image_size / 2**len."""
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    """Width of each encoder stage; every stage halves the resolution, so the grid is image_size / 2**len. Narrow
+    early stages (the large ones) train fast: in the same 240 s on 2 AVX2 cores, 16 32 64 128 took 2,213 steps
+    and drew Catch's held-out frames at 32.94 dB, 32 64 128 128 1,129 steps and 31.43 dB."""
     blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 1])
     """Residual blocks in each stage (encoder and decoder alike), one entry per stage."""
     levels: list[int] = field(default_factory=lambda: [8, 8, 8, 5, 5, 5])
@@ -155,6 +157,9 @@ class Tokenizer(nn.Module):
             raise ValueError(f"blocks {cfg.blocks} needs one entry per stage of channels {cfg.channels}")
         if cfg.encoder not in ("frame", "patches"):
             raise ValueError(f"tokenizer encoder must be 'frame' or 'patches', got {cfg.encoder!r}")
+        if any(c % cfg.groups for c in cfg.channels):
+            raise ValueError(f"every tokenizer stage width {cfg.channels} must be divisible by its GroupNorm groups "
+                             f"({cfg.groups}): pick widths that are multiples of {cfg.groups}")
         if cfg.image_size % factor:
             raise ValueError(f"image_size {cfg.image_size} is not a multiple of the downsampling factor {factor}: "
                              "use fewer stages in channels or another image size")
@@ -163,6 +168,10 @@ class Tokenizer(nn.Module):
         self.decoder = _decoder(cfg)
         self.canvas = nn.Parameter(torch.full((3, cfg.image_size, cfg.image_size), 0.5))
         """Learned background image (3, H, W) in 0..1 that the decoder draws on; `fit_canvas` starts it."""
+        # Conv weights channels-last, the memory order of the frames and codes (both arrive permuted from (B, H, W,
+        # C)), so oneDNN reorders neither weights nor gradients on each call: a float32 training step of 16 frames
+        # on 2 AVX2 cores took 218 ms against 235 (same values; checkpoints store them contiguous either way).
+        self.to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def fit_canvas(self, frames: np.ndarray) -> None:

@@ -56,6 +56,26 @@ def test_default_config_shapes_and_uint8_decode():
 def test_rejects_wrong_frames():
     with pytest.raises(ValueError, match="uint8"):
         Tokenizer(TINY).encode(torch.zeros(1, 16, 16, 3))
+    with pytest.raises(ValueError, match="divisible by its GroupNorm groups"):
+        Tokenizer(TokenizerConfig(image_size=16, channels=[6, 16], blocks=[0, 1], groups=4))
+
+
+def test_channels_last_weights_draw_what_contiguous_weights_draw():
+    """The conv weights are kept channels-last (a layout, not a change of values): the same frames give the same
+    tokens and drawings as with contiguous weights, and the state dict holds the same numbers."""
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig()).eval()
+    weights = [p for p in tok.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    plain = Tokenizer(TokenizerConfig()).to(memory_format=torch.contiguous_format).eval()
+    plain.load_state_dict(tok.state_dict())
+    assert all(p.is_contiguous() for p in plain.parameters())
+    frames = torch.from_numpy(dot_frames(4, size=64))
+    with torch.no_grad():
+        drawn, idx = tok(frames)
+        drawn_plain, idx_plain = plain(frames)
+    assert torch.equal(idx, idx_plain)
+    torch.testing.assert_close(drawn, drawn_plain, atol=1e-5, rtol=1e-5)
 
 
 def test_patch_encoder_codes_hang_on_their_patch_only():

@@ -248,8 +248,13 @@ def test_model_options_build_what_they_name():
     assert ModelOptions(rewards="frames").differences(cfg) == [
         "preset 'small' (asked: 'tiny')", "termination_channels [8, 16] (asked: [16, 32, 32])",
         "termination_hidden 32 (asked: 128)", "refiner True (asked: False)",
-        "tokenizer_encoder 'patches' (asked: 'frame')"]
+        "tokenizer_encoder 'patches' (asked: 'frame')", "tokenizer_channels [32, 64, 128] (asked: [16, 32, 64, 128])"]
     assert ModelOptions().differences(plain) == []
+    assert ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config().tokenizer.channels == [32, 64, 128, 128]
+    assert ModelOptions().differences(ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config()) == [
+        "tokenizer_channels [32, 64, 128, 128] (asked: [16, 32, 64, 128])"]
+    with pytest.raises(ValueError, match="needs 4 widths for the tiny preset"):
+        ModelOptions(tokenizer_channels=(16, 32)).config()
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         ModelOptions(preset="huge").config()
 
