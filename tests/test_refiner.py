@@ -229,3 +229,12 @@ def test_a_refiner_saved_before_refiners_read_actions_loads_without_them():
     loaded = WorldModelConfig.from_dict(data)
     assert loaded.refiner.actions is False and WorldModel(loaded).refiner.action is None
     assert WorldModel(cfg).refiner.action is not None  # new refiners read them
+
+
+def test_a_refiner_whose_loss_rose_is_reported_as_stuck():
+    from dreamworld.optional_phases import refiner_stuck
+
+    warning = refiner_stuck({"first_loss": 0.0731, "final_loss": 0.0858})
+    assert warning is not None and "0.0731 -> 0.0858" in warning and "--seed" in warning
+    assert refiner_stuck({"first_loss": 0.0756, "final_loss": 0.0470}) is None
+    assert refiner_stuck({"first_loss": None, "final_loss": float("nan")}) is None  # a phase that took no step
