@@ -36,6 +36,21 @@ def write_results(path: str | Path, results: dict) -> None:
     print(f"wrote {path}")
 
 
+def phase_results(args, rows, **extra) -> dict:
+    """A phase benchmark's results: date, machine, versions, `args.data`, `args.seconds`, `extra` fields and the
+    `rows`; written to `args.json` when it is given."""
+    import time
+
+    import torch
+
+    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
+               "torch": torch.__version__, "python": platform.python_version(), "data": args.data,
+               "seconds": args.seconds, **extra, "rows": rows}
+    if args.json:
+        write_results(args.json, results)
+    return results
+
+
 def head_f1(model, ds, held: list[int], fresh) -> dict:
     """Reward and termination F1 of `model` (dreamworld.evaluate.head_scores) on the held-out episodes `held` of
     the dataset `ds` and on every episode of `fresh`, a dataset recorded apart."""

@@ -12,13 +12,11 @@ of the training split. 108 s is the Cave recipe's refiner share of 15 minutes.
 
 from __future__ import annotations
 
-import platform
-import time
 from dataclasses import dataclass, field
 
 import torch
 import tyro
-from common import cpu_name, write_results
+from common import phase_results
 from rich.console import Console
 from rich.table import Table
 
@@ -84,12 +82,7 @@ def main(args: Args) -> dict:
         table.add_row(f"{r['run']} ({' '.join(map(str, r['tokenizer_channels']))})", str(r["seed"]), str(r["steps"]),
                       f"{r['first_loss']:.4f} / {r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}")
     Console().print(table)
-    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), "data": args.data,
-               "seconds": args.seconds, "rows": rows}
-    if args.json:
-        write_results(args.json, results)
-    return results
+    return phase_results(args, rows)
 
 
 if __name__ == "__main__":

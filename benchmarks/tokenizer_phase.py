@@ -14,15 +14,13 @@ error, which a missing 2x2 gem shows.
 from __future__ import annotations
 
 import itertools
-import platform
 import statistics
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import tyro
-from common import cpu_name, write_results
+from common import phase_results
 from rich.console import Console
 from rich.table import Table
 
@@ -112,12 +110,7 @@ def main(args: Args) -> dict:
                       f"{r['heldout_reconstruction_psnr']:.2f}",
                       f"{r['worst_pixel_median']:.0f} / {r['worst_pixel_p90']:.0f}")
     Console().print(table)
-    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), "data": args.data,
-               "seconds": args.seconds, "rows": rows}
-    if args.json:
-        write_results(args.json, results)
-    return results
+    return phase_results(args, rows)
 
 
 if __name__ == "__main__":
