@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 
 def cpu_name() -> str:
@@ -36,16 +39,11 @@ def write_results(path: str | Path, results: dict) -> None:
     print(f"wrote {path}")
 
 
-def phase_results(args, rows, **extra) -> dict:
-    """A phase benchmark's results: date, machine, versions, `args.data`, `args.seconds`, `extra` fields and the
-    `rows`; written to `args.json` when it is given."""
-    import time
-
-    import torch
-
+def save_results(args, **fields) -> dict:
+    """A benchmark's results: the date, the machine (`args.threads` threads) and the versions, then `fields` in
+    order; written to `args.json` when it is given."""
     results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), "data": args.data,
-               "seconds": args.seconds, **extra, "rows": rows}
+               "torch": torch.__version__, "python": platform.python_version(), **fields}
     if args.json:
         write_results(args.json, results)
     return results

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import copy
 import itertools
-import platform
-import time
 from dataclasses import dataclass, field, replace
 
 import torch
 import tyro
-from common import cpu_name, write_results
+from common import save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -105,12 +103,8 @@ def main(args: Args) -> dict:
         table.add_row(name, str(r["steps"]), f"{r['final_loss']:.4f}",
                       *(f"{r['psnr'][h]:.2f} ({r['baseline_psnr'][h]:.2f})" for h in HORIZONS))
     Console().print(table)
-    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
-               "data": args.data, "seconds": args.seconds, "rollouts": args.rollouts, "rows": rows}
-    if args.json:
-        write_results(args.json, results)
-    return results
+    return save_results(args, checkpoint=args.checkpoint, data=args.data, seconds=args.seconds,
+                        rollouts=args.rollouts, rows=rows)
 
 
 if __name__ == "__main__":

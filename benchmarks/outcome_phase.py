@@ -12,7 +12,6 @@ The phase runs as in `dreamworld train` (run_phase, its learning-rate schedule, 
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 import tyro
-from common import PhaseArgs, cpu_name, head_f1, load_phase_inputs, write_results
+from common import PhaseArgs, head_f1, load_phase_inputs, save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -72,12 +71,8 @@ def main(args: Args) -> dict:
                                "fresh_termination_f1")),
                       f"{play['dream_return']:.2f} / {play['real_return']:.2f}" if play else "-")
     Console().print(table)
-    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
-               "data": args.data, "fresh": args.fresh, "phase": phase, "states_seconds": states_seconds, **rows}
-    if args.json:
-        write_results(args.json, results)
-    return results
+    return save_results(args, checkpoint=args.checkpoint, data=args.data, fresh=args.fresh, phase=phase,
+                        states_seconds=states_seconds, **rows)
 
 
 if __name__ == "__main__":

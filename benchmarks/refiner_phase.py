@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 import tyro
-from common import phase_results
+from common import save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -82,7 +82,7 @@ def main(args: Args) -> dict:
         table.add_row(f"{r['run']} ({' '.join(map(str, r['tokenizer_channels']))})", str(r["seed"]), str(r["steps"]),
                       f"{r['first_loss']:.4f} / {r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}")
     Console().print(table)
-    return phase_results(args, rows)
+    return save_results(args, data=args.data, seconds=args.seconds, rows=rows)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ contexts).
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 import tyro
-from common import PhaseArgs, cpu_name, head_f1, load_phase_inputs, write_results
+from common import PhaseArgs, head_f1, load_phase_inputs, save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -99,16 +98,12 @@ def main(args: Args) -> dict:
                       f"{r['fresh_termination_f1']:.3f} ({r['fresh_terminations']})", f"{r['heldout_reward_f1']:.3f}",
                       f"{r['fresh_reward_f1']:.3f} ({r['fresh_reward_events']})")
     Console().print(table)
-    results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), "checkpoint": args.checkpoint,
-               "data": args.data, "fresh": args.fresh, "phase": phase, "drawing_seconds": drawing_seconds,
-               "settings": {"steps": args.steps, "shift": args.shift, "flip": args.flip,
-                            "real_share": args.real_share, "precision": resolve(args.precision, "cpu"), "lr": args.lr,
-                            "batch_size": args.batch_size, "rewards": args.rewards,
-                            "channels": model.cfg.termination.channels, "hidden": model.cfg.termination.hidden}, **rows}
-    if args.json:
-        write_results(args.json, results)
-    return results
+    settings = {"steps": args.steps, "shift": args.shift, "flip": args.flip, "real_share": args.real_share,
+                "precision": resolve(args.precision, "cpu"), "lr": args.lr, "batch_size": args.batch_size,
+                "rewards": args.rewards, "channels": model.cfg.termination.channels,
+                "hidden": model.cfg.termination.hidden}
+    return save_results(args, checkpoint=args.checkpoint, data=args.data, fresh=args.fresh, phase=phase,
+                        drawing_seconds=drawing_seconds, settings=settings, **rows)
 
 
 if __name__ == "__main__":

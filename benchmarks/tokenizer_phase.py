@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 import tyro
-from common import phase_results
+from common import save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -110,7 +110,7 @@ def main(args: Args) -> dict:
                       f"{r['heldout_reconstruction_psnr']:.2f}",
                       f"{r['worst_pixel_median']:.0f} / {r['worst_pixel_p90']:.0f}")
     Console().print(table)
-    return phase_results(args, rows)
+    return save_results(args, data=args.data, seconds=args.seconds, rows=rows)
 
 
 if __name__ == "__main__":
