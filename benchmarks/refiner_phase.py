@@ -3,7 +3,7 @@ well each model draws the held-out frames (a refiner draws each frame over the r
 what the tokenizer's drawings give the refiner from the luck of one whole run.
 
     python benchmarks/refiner_phase.py --runs runs/cave31 runs/cave32 --data data/bar_cave [--seconds 108]
-        [--seeds 0] [--json results/refiner_phase_cave_avx2.json]
+        [--seeds 0] [--widths 32 16] [--json results/refiner_phase_cave_avx2.json]
 
 Each (run, seed) starts a new refiner from the seed's weights and trains it as `dreamworld train` does
 (`refiner_phase`: chains of its own drawings, the logits at a tenth of the rate), on the run's tokenizer's drawings
@@ -12,7 +12,8 @@ of the training split. 108 s is the Cave recipe's refiner share of 15 minutes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 
 import torch
 import tyro
@@ -43,6 +44,8 @@ class Args:
     """wall time of each refiner phase"""
     seeds: list[int] = field(default_factory=lambda: [0])
     """seeds of the new refiners' weights and batches, each with every run"""
+    widths: list[int] | None = None
+    """refiner widths (RefinerConfig.width) to compare, each with every run and seed; default: each run's own"""
     threads: int = 2
     """torch CPU threads"""
     json: str | None = None
@@ -65,21 +68,25 @@ def main(args: Args) -> dict:
             raise ValueError(f"{run} has no refiner: train it with --refiner")
         model.tokenizer.requires_grad_(False)
         fresh = drawings(model.tokenizer, encode_frames(model, steps.frames, progress=False))  # (F, H, W, 3)
-        for seed in args.seeds:
+        refiner_cfg = model.refiner.cfg
+        for width, seed in itertools.product(args.widths or [refiner_cfg.width], args.seeds):
             torch.manual_seed(seed)
-            model.refiner = Refiner(model.refiner.cfg, model.action_space)
+            model.refiner = Refiner(replace(refiner_cfg, width=width), model.action_space)
             phase = refiner_phase(model, steps, fresh, cfg, torch.Generator().manual_seed(seed), {"global_step": 0},
                                   lambda _: None, Tracker("disabled", ".", {}, "bench"), Distributed("cpu"))
             model.eval()
-            rows.append({"run": run, "tokenizer_channels": model.tokenizer.cfg.channels, "seed": seed,
+            rows.append({"run": run, "tokenizer_channels": model.tokenizer.cfg.channels, "refiner_width": width,
+                         "seed": seed,
                          "steps": phase["steps"], "first_loss": phase["first_loss"],
                          "final_loss": phase["final_loss"],
                          "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held)})
     table = Table(title=f"refiner phase, {args.seconds:.0f} s each, {args.data}")
-    for col in ("run (tokenizer widths)", "seed", "steps", "first / final loss", "held-out reconstruction PSNR"):
+    for col in ("run (tokenizer widths)", "refiner width", "seed", "steps", "first / final loss",
+                "held-out reconstruction PSNR"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(f"{r['run']} ({' '.join(map(str, r['tokenizer_channels']))})", str(r["seed"]), str(r["steps"]),
+        table.add_row(f"{r['run']} ({' '.join(map(str, r['tokenizer_channels']))})", str(r["refiner_width"]),
+                      str(r["seed"]), str(r["steps"]),
                       f"{r['first_loss']:.4f} / {r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}")
     Console().print(table)
     return save_results(args, data=args.data, seconds=args.seconds, rows=rows)

@@ -57,6 +57,8 @@ class ModelOptions:
     refiner: bool = False
     """add a refiner (refiner.py): the decoder draws each frame over the previous drawing, so detail that no token
     grid holds frame by frame (Cave's scrolling, speckled walls) carries over from frame to frame"""
+    refiner_width: int | None = None
+    """channels of the refiner's convolutions (with --refiner; default: RefinerConfig's)"""
     tokenizer_encoder: Literal["frame", "patches"] | None = None
     """frame: the tokenizer's encoder sees the whole frame (a change anywhere moves every code); patches: each
     token's code is read from its patch alone, so unchanged patches keep their codes (default: the preset's)"""
@@ -79,8 +81,11 @@ class ModelOptions:
             cfg.termination.rewards = self.rewards == "frames"
             cfg.termination.channels = list(self.termination_channels or cfg.termination.channels)
             cfg.termination.hidden = self.termination_hidden or cfg.termination.hidden
+        if self.refiner_width is not None and (not self.refiner or self.refiner_width < 1):
+            raise ValueError(f"--refiner-width {self.refiner_width}: the refiner's width is a positive channel count "
+                             "and needs --refiner")
         if self.refiner:
-            cfg.refiner = RefinerConfig()
+            cfg.refiner = RefinerConfig(**({} if self.refiner_width is None else {"width": self.refiner_width}))
         if self.tokenizer_encoder:
             cfg.tokenizer.encoder = self.tokenizer_encoder
         if self.tokenizer_channels:
@@ -104,5 +109,6 @@ def _option_values(cfg: WorldModelConfig) -> dict:
             "rewards": "frames" if termination is not None and termination.rewards else "tokens",
             "termination_channels": None if termination is None else list(termination.channels),
             "termination_hidden": None if termination is None else termination.hidden,
-            "refiner": cfg.refiner is not None, "tokenizer_encoder": cfg.tokenizer.encoder,
+            "refiner": cfg.refiner is not None, "refiner_width": None if cfg.refiner is None else cfg.refiner.width,
+            "tokenizer_encoder": cfg.tokenizer.encoder,
             "tokenizer_channels": list(cfg.tokenizer.channels)}

@@ -13,12 +13,22 @@ from dreamworld import world_model
 from dreamworld.checkpoint import load, save_model
 from dreamworld.envs import EpisodeDataset, collect, space_to_json
 from dreamworld.phases import check_shares, load_optimizer_state
-from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, refiner_loss
+from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, ShiftedMix, refiner_loss
 from dreamworld.tokenizer import pixels, psnr
 from dreamworld.train import TrainConfig, train
 from dreamworld.world_model import WorldModel, WorldModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_shifted_mix_and_its_gradients_are_the_neighbourhood_sum_autograd_would_give():
+    torch.manual_seed(0)
+    padded = torch.rand(2, 3, 9, 10, dtype=torch.double, requires_grad=True)  # reach 2 around a 5 x 6 frame
+    weights = torch.rand(2, 25, 5, 6, dtype=torch.double, requires_grad=True)
+    taps = [padded[:, :, dy : dy + 5, dx : dx + 6] * weights[:, 5 * dy + dx : 5 * dy + dx + 1]
+            for dy in range(5) for dx in range(5)]
+    assert torch.allclose(ShiftedMix.apply(padded, weights), sum(taps))
+    assert torch.autograd.gradcheck(ShiftedMix.apply, (padded, weights))
 
 
 def test_the_output_mixes_the_inputs_pixels():

@@ -247,12 +247,18 @@ def test_model_options_build_what_they_name():
     assert ModelOptions(termination="tokens").config().termination is None
     assert ModelOptions(rewards="frames").differences(cfg) == [
         "preset 'small' (asked: 'tiny')", "termination_channels [8, 16] (asked: [16, 32, 32])",
-        "termination_hidden 32 (asked: 128)", "refiner True (asked: False)",
+        "termination_hidden 32 (asked: 128)", "refiner True (asked: False)", "refiner_width 16 (asked: None)",
         "tokenizer_encoder 'patches' (asked: 'frame')", "tokenizer_channels [32, 64, 128] (asked: [16, 32, 64, 128])"]
     assert ModelOptions().differences(plain) == []
     assert ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config().tokenizer.channels == [32, 64, 128, 128]
     assert ModelOptions().differences(ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config()) == [
         "tokenizer_channels [32, 64, 128, 128] (asked: [16, 32, 64, 128])"]
+    assert ModelOptions(refiner=True, refiner_width=32).config().refiner.width == 32
+    assert ModelOptions(refiner=True).differences(ModelOptions(refiner=True, refiner_width=32).config()) == [
+        "refiner_width 32 (asked: 16)"]
+    for width in (8, 0):  # a width without a refiner, and a width of nothing, are refused
+        with pytest.raises(ValueError, match="--refiner-width .* positive channel count and needs --refiner"):
+            ModelOptions(refiner=width == 0, refiner_width=width).config()
     with pytest.raises(ValueError, match="needs 4 widths for the tiny preset"):
         ModelOptions(tokenizer_channels=(16, 32)).config()
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
