@@ -7,7 +7,8 @@ what the tokenizer's drawings give the refiner from the luck of one whole run.
 
 Each (run, seed) starts a new refiner from the seed's weights and trains it as `dreamworld train` does
 (`refiner_phase`: chains of its own drawings, the logits at a tenth of the rate), on the run's tokenizer's drawings
-of the training split. 108 s is the Cave recipe's refiner share of 15 minutes.
+of the training split. 108 s is the Cave recipe's refiner share of 15 minutes. A run trained without a refiner gets
+a row for its tokenizer alone first, then new refiners (RefinerConfig's shape): what `--refiner` would add to it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dreamworld.envs import EpisodeDataset
 from dreamworld.evaluate import reconstruction_psnr
 from dreamworld.optional_phases import refiner_phase
 from dreamworld.precision import flush_denormals
-from dreamworld.refiner import Refiner
+from dreamworld.refiner import Refiner, RefinerConfig
 from dreamworld.termination import drawings
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, encode_frames
@@ -64,11 +65,13 @@ def main(args: Args) -> dict:
     rows = []
     for run in args.runs:
         model = load(run)
-        if model.refiner is None:
-            raise ValueError(f"{run} has no refiner: train it with --refiner")
+        refiner_cfg = RefinerConfig() if model.refiner is None else model.refiner.cfg
+        if model.refiner is None:  # what a refiner adds to a world trained without one: its tokenizer alone first
+            model.eval()
+            rows.append({"run": run, "tokenizer_channels": model.tokenizer.cfg.channels, "refiner_width": None,
+                         "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held)})
         model.tokenizer.requires_grad_(False)
         fresh = drawings(model.tokenizer, encode_frames(model, steps.frames, progress=False))  # (F, H, W, 3)
-        refiner_cfg = model.refiner.cfg
         for width, seed in itertools.product(args.widths or [refiner_cfg.width], args.seeds):
             torch.manual_seed(seed)
             model.refiner = Refiner(replace(refiner_cfg, width=width), model.action_space)
@@ -85,9 +88,10 @@ def main(args: Args) -> dict:
                 "held-out reconstruction PSNR"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(f"{r['run']} ({' '.join(map(str, r['tokenizer_channels']))})", str(r["refiner_width"]),
-                      str(r["seed"]), str(r["steps"]),
-                      f"{r['first_loss']:.4f} / {r['final_loss']:.4f}", f"{r['heldout_reconstruction_psnr']:.2f}")
+        cells = ["none", "", "", ""] if r["refiner_width"] is None else [
+            str(r["refiner_width"]), str(r["seed"]), str(r["steps"]), f"{r['first_loss']:.4f} / {r['final_loss']:.4f}"]
+        table.add_row(f"{r['run']} ({' '.join(map(str, r['tokenizer_channels']))})", *cells,
+                      f"{r['heldout_reconstruction_psnr']:.2f}")
     Console().print(table)
     return save_results(args, data=args.data, seconds=args.seconds, rows=rows)
 
