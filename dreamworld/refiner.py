@@ -81,7 +81,6 @@ class Refiner(nn.Module):
                 ) -> torch.Tensor:
         """See the class docstring; the output is a convex mix of the inputs' pixels. Under bfloat16 autocast only
         the weights' convolutions run in bfloat16; the softmax and the mix stay in float32."""
-        H, W = previous.shape[-2:]
         x = (torch.cat([previous, fresh], 1) * 2 - 1).contiguous(memory_format=torch.channels_last)  # (B, 6, H, W)
         features = self.weights[0](x)  # (B, width, H, W) channels-last: oneDNN's fastest layout on the CPU
         if self.action is not None:
