@@ -38,7 +38,7 @@ from dreamworld.train import TrainConfig, encode_frames
 @dataclass
 class Args:
     runs: list[str]
-    """trained runs with a refiner, whose tokenizers (frozen) the new refiners learn on"""
+    """trained runs, whose tokenizers (frozen) the new refiners learn on (with or without a refiner of their own)"""
     data: str
     """their dataset (its training split trains, its held-out split is scored)"""
     seconds: float = 108.0
@@ -66,9 +66,10 @@ def main(args: Args) -> dict:
     for run in args.runs:
         model = load(run)
         refiner_cfg = RefinerConfig() if model.refiner is None else model.refiner.cfg
+        about = {"run": run, "tokenizer_channels": model.tokenizer.cfg.channels}
         if model.refiner is None:  # what a refiner adds to a world trained without one: its tokenizer alone first
             model.eval()
-            rows.append({"run": run, "tokenizer_channels": model.tokenizer.cfg.channels, "refiner_width": None,
+            rows.append({**about, "refiner_width": None,
                          "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held)})
         model.tokenizer.requires_grad_(False)
         fresh = drawings(model.tokenizer, encode_frames(model, steps.frames, progress=False))  # (F, H, W, 3)
@@ -78,10 +79,8 @@ def main(args: Args) -> dict:
             phase = refiner_phase(model, steps, fresh, cfg, torch.Generator().manual_seed(seed), {"global_step": 0},
                                   lambda _: None, Tracker("disabled", ".", {}, "bench"), Distributed("cpu"))
             model.eval()
-            rows.append({"run": run, "tokenizer_channels": model.tokenizer.cfg.channels, "refiner_width": width,
-                         "seed": seed,
-                         "steps": phase["steps"], "first_loss": phase["first_loss"],
-                         "final_loss": phase["final_loss"],
+            rows.append({**about, "refiner_width": width, "seed": seed, "steps": phase["steps"],
+                         "first_loss": phase["first_loss"], "final_loss": phase["final_loss"],
                          "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held)})
     table = Table(title=f"refiner phase, {args.seconds:.0f} s each, {args.data}")
     for col in ("run (tokenizer widths)", "refiner width", "seed", "steps", "first / final loss",

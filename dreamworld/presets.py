@@ -85,7 +85,8 @@ class ModelOptions:
             raise ValueError(f"--refiner-width {self.refiner_width}: the refiner's width is a positive channel count "
                              "and needs --refiner")
         if self.refiner:
-            cfg.refiner = RefinerConfig(**({} if self.refiner_width is None else {"width": self.refiner_width}))
+            cfg.refiner = RefinerConfig()
+            cfg.refiner.width = self.refiner_width or cfg.refiner.width
         if self.tokenizer_encoder:
             cfg.tokenizer.encoder = self.tokenizer_encoder
         if self.tokenizer_channels:
