@@ -1,10 +1,10 @@
-"""Benchmark: the dynamics phase for the same wall time with each batch size and warmup, then how well the model
-predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gives the dynamics a few hundred
-steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decides `--batch-size` and
+"""Benchmark: the dynamics phase for the same wall time with each transformer size, batch size and warmup, then how
+well the model predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gives the dynamics a few
+hundred steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decides `--batch-size` and
 `--dynamics-warmup-share` there.
 
     python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
-        [--warmup-shares 0 0.05] [--json results/dynamics_phase_catch_avx2.json]
+        [--warmup-shares 0 0.05] [--sizes 256x4x4 128x4x4] [--json results/dynamics_phase_catch_avx2.json]
 
 The world model in RUN keeps its tokenizer (and refiner and termination CNN); its dynamics start again from the
 same new weights for every variant and train on DATA's training split as in `dreamworld train` (its windows, end
@@ -15,8 +15,8 @@ held-out split with `dreamworld.evaluate.fidelity`: PSNR at horizons 1..16 again
 from __future__ import annotations
 
 import copy
-import itertools
 from dataclasses import dataclass, field, replace
+from itertools import product
 
 import torch
 import tyro
@@ -51,6 +51,9 @@ class Args:
     warmup_shares: list[float] = field(default_factory=lambda: [TrainConfig.dynamics_warmup_share])
     """--dynamics-warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps
     only)"""
+    sizes: list[str] = field(default_factory=list)
+    """dynamics sizes to compare, each D_MODELxLAYERSxHEADS (e.g. 256x4x4, the tiny preset's); default: the size
+    of the dynamics in --checkpoint"""
     rollouts: int = 128
     """held-out rollouts scored per variant"""
     threads: int = 2
@@ -61,8 +64,29 @@ class Args:
     """write the results to this JSON file"""
 
 
+def size_name(model: WorldModel) -> str:
+    """The size of `model`'s dynamics as D_MODELxLAYERSxHEADS."""
+    d = model.cfg.dynamics
+    return f"{d.d_model}x{d.n_layers}x{d.n_heads}"
+
+
+def with_new_dynamics(trained: WorldModel, size: str, kept: dict, seed: int) -> WorldModel:
+    """A copy of `trained` whose dynamics are new weights (from `seed`) of `size` (D_MODELxLAYERSxHEADS); `kept`
+    (the tokenizer, refiner and termination CNN's weights) loaded as they were."""
+    try:
+        d_model, n_layers, n_heads = (int(x) for x in size.split("x"))
+    except ValueError:
+        raise SystemExit(f"--sizes: {size!r} is not D_MODELxLAYERSxHEADS; write e.g. 256x4x4") from None
+    cfg = copy.deepcopy(trained.cfg)
+    cfg.dynamics = replace(cfg.dynamics, d_model=d_model, n_layers=n_layers, n_heads=n_heads)
+    torch.manual_seed(seed)
+    model = WorldModel(cfg)
+    model.load_state_dict(kept, strict=False)
+    return model
+
+
 def main(args: Args) -> dict:
-    """Train the dynamics once per batch size and warmup for the same time; print the table, return (and write)
+    """Train the dynamics once per size, batch size and warmup for the same time; print the table, return (and write)
     the results."""
     flush_denormals()
     torch.set_num_threads(args.threads)
@@ -72,14 +96,12 @@ def main(args: Args) -> dict:
     train_eps, held = split_episodes(ds, cfg.holdout)
     steps = load_steps(ds, train_eps, progress=False)
     tokens = encode_frames(trained, steps.frames, progress=False)  # (F, N)
-    torch.manual_seed(args.seed)
-    start = WorldModel(trained.cfg)
-    start.load_state_dict({k: v for k, v in trained.state_dict().items() if not k.startswith("dynamics.")},
-                          strict=False)  # the trained tokenizer, refiner, termination CNN; new dynamics
+    kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("dynamics.")}
     rows = {}
-    for batch_size, warmup_share in itertools.product(args.batch_sizes, args.warmup_shares):
+    for size, batch_size, warmup_share in product(args.sizes or [size_name(trained)], args.batch_sizes,
+                                                   args.warmup_shares):
         variant = replace(cfg, batch_size=batch_size, dynamics_warmup_share=warmup_share)
-        model = copy.deepcopy(start)
+        model = with_new_dynamics(trained, size, kept, args.seed)
         sampler = WindowSampler(steps, tokens, sequence_frames(model, variant), variant.end_share, args.seed)
         compile_step = should_compile(variant.compile, "cpu", *phase_budget(variant, "dynamics", model))
         forward = compiled(model.dynamics) if compile_step else model.dynamics  # as `train` decides it
@@ -92,7 +114,8 @@ def main(args: Args) -> dict:
                           warmup_share=warmup_share)
         model.eval()
         metrics, _ = fidelity(model, ds, held, horizon=16, samples=args.rollouts)
-        rows[f"batch {batch_size}, warmup share {warmup_share:g}"] = {
+        rows[f"{size}, batch {batch_size}, warmup share {warmup_share:g}"] = {
+            "size": size, "parameters": sum(p.numel() for p in model.dynamics.parameters()),
             "batch_size": batch_size, "warmup_share": warmup_share, "steps": phase["steps"],
             "seconds": phase["seconds"], "final_loss": phase["final_loss"], "psnr": metrics["psnr"],
             "baseline_psnr": metrics["baseline_psnr"]}
