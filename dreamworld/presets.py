@@ -18,9 +18,11 @@ PRESETS = get_args(PresetName)
 def preset(name: str) -> WorldModelConfig:
     """The world-model config of a preset (env facts are filled in from the dataset at training time)."""
     if name == "tiny":
-        # 4x4 tokens per frame: a 16-token frame is what makes CPU play and dream training fast
+        # 4x4 tokens per frame: a 16-token frame is what makes CPU play and dream training fast. A narrow, shallow
+        # transformer (0.44M parameters; 3.3M before stop 33 at 256 wide, 4 deep) takes 4-5x the steps in a CPU
+        # budget and predicts better for it (docs/world_model_log.md, *A smaller dynamics transformer*)
         tok = TokenizerConfig()
-        dyn = DynamicsConfig(d_model=256, n_layers=4, n_heads=4, context_frames=8)
+        dyn = DynamicsConfig(d_model=128, n_layers=2, n_heads=2, context_frames=8)
     elif name == "small":
         # 8x8 tokens: Atari frames carry more detail than the built-in games
         tok = TokenizerConfig(channels=[32, 64, 128], blocks=[1, 1, 1], levels=[8, 5, 5, 5])
@@ -65,6 +67,9 @@ class ModelOptions:
     tokenizer_channels: tuple[int, ...] | None = None
     """width of each tokenizer stage, one per halving of the frame (default: the preset's; tiny: 16 32 64 128,
     before stop 31 32 64 128 128, which the README's bar rows on CPUs with native bfloat16 ran with)"""
+    dynamics_size: tuple[int, int, int] | None = None
+    """the dynamics transformer as WIDTH LAYERS HEADS (default: the preset's; tiny: 128 2 2, before stop 33
+    256 4 4); WIDTH / HEADS must be 16, 32, 64 or 128"""
 
     def config(self) -> WorldModelConfig:
         """The world-model config these options describe (env facts are filled in from the dataset in training)."""
@@ -94,6 +99,12 @@ class ModelOptions:
                 raise ValueError(f"--tokenizer-channels needs {len(cfg.tokenizer.channels)} widths for the "
                                  f"{self.preset} preset (one per stage), got {list(self.tokenizer_channels)}")
             cfg.tokenizer.channels = list(self.tokenizer_channels)
+        if self.dynamics_size:
+            width, layers, heads = self.dynamics_size
+            if min(self.dynamics_size) < 1 or width % heads or width // heads not in (16, 32, 64, 128):
+                raise ValueError(f"--dynamics-size {width} {layers} {heads}: give WIDTH LAYERS HEADS, positive, with "
+                                 "WIDTH / HEADS one of 16, 32, 64, 128 (e.g. 128 2 2)")
+            cfg.dynamics.d_model, cfg.dynamics.n_layers, cfg.dynamics.n_heads = width, layers, heads
         return cfg
 
     def differences(self, saved: WorldModelConfig) -> list[str]:
@@ -112,4 +123,5 @@ def _option_values(cfg: WorldModelConfig) -> dict:
             "termination_hidden": None if termination is None else termination.hidden,
             "refiner": cfg.refiner is not None, "refiner_width": None if cfg.refiner is None else cfg.refiner.width,
             "tokenizer_encoder": cfg.tokenizer.encoder,
-            "tokenizer_channels": list(cfg.tokenizer.channels)}
+            "tokenizer_channels": list(cfg.tokenizer.channels),
+            "dynamics_size": [cfg.dynamics.d_model, cfg.dynamics.n_layers, cfg.dynamics.n_heads]}

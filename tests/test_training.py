@@ -248,7 +248,8 @@ def test_model_options_build_what_they_name():
     assert ModelOptions(rewards="frames").differences(cfg) == [
         "preset 'small' (asked: 'tiny')", "termination_channels [8, 16] (asked: [16, 32, 32])",
         "termination_hidden 32 (asked: 128)", "refiner True (asked: False)", "refiner_width 16 (asked: None)",
-        "tokenizer_encoder 'patches' (asked: 'frame')", "tokenizer_channels [32, 64, 128] (asked: [16, 32, 64, 128])"]
+        "tokenizer_encoder 'patches' (asked: 'frame')", "tokenizer_channels [32, 64, 128] (asked: [16, 32, 64, 128])",
+        "dynamics_size [384, 6, 6] (asked: [128, 2, 2])"]
     assert ModelOptions().differences(plain) == []
     assert ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config().tokenizer.channels == [32, 64, 128, 128]
     assert ModelOptions().differences(ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config()) == [
@@ -256,6 +257,13 @@ def test_model_options_build_what_they_name():
     assert ModelOptions(refiner=True, refiner_width=32).config().refiner.width == 32
     assert ModelOptions(refiner=True).differences(ModelOptions(refiner=True, refiner_width=32).config()) == [
         "refiner_width 32 (asked: 16)"]
+    dyn = ModelOptions(dynamics_size=(256, 4, 4)).config().dynamics
+    assert (dyn.d_model, dyn.n_layers, dyn.n_heads) == (256, 4, 4)
+    assert ModelOptions().differences(ModelOptions(dynamics_size=(256, 4, 4)).config()) == [
+        "dynamics_size [256, 4, 4] (asked: [128, 2, 2])"]
+    for size in ((96, 2, 2), (128, 0, 2), (128, 2, 0)):  # a head width of 48; no layers; no heads
+        with pytest.raises(ValueError, match="--dynamics-size .* WIDTH / HEADS one of 16, 32, 64, 128"):
+            ModelOptions(dynamics_size=size).config()
     for width in (8, 0):  # a width without a refiner, and a width of nothing, are refused
         with pytest.raises(ValueError, match="--refiner-width .* positive channel count and needs --refiner"):
             ModelOptions(refiner=width == 0, refiner_width=width).config()
