@@ -1,7 +1,7 @@
 """Benchmark: the dynamics phase for the same wall time with each transformer size, batch size and warmup, then how
-well the model predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gives the dynamics a few
-hundred steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decides `--batch-size` and
-`--dynamics-warmup-share` there.
+well the model predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gave the old 256-wide,
+4-deep transformer a few hundred steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decided
+`--batch-size`, `--dynamics-warmup-share` and, with `--sizes`, the tiny preset's transformer (128x2x2).
 
     python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
         [--warmup-shares 0 0.05] [--sizes 256x4x4 128x4x4] [--json results/dynamics_phase_catch_avx2.json]
@@ -52,7 +52,7 @@ class Args:
     """--dynamics-warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps
     only)"""
     sizes: list[str] = field(default_factory=list)
-    """dynamics sizes to compare, each D_MODELxLAYERSxHEADS (e.g. 256x4x4, the tiny preset's); default: the size
+    """dynamics sizes to compare, each D_MODELxLAYERSxHEADS (e.g. 128x2x2, the tiny preset's); default: the size
     of the dynamics in --checkpoint"""
     rollouts: int = 128
     """held-out rollouts scored per variant"""

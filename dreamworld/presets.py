@@ -19,7 +19,7 @@ def preset(name: str) -> WorldModelConfig:
     """The world-model config of a preset (env facts are filled in from the dataset at training time)."""
     if name == "tiny":
         # 4x4 tokens per frame: a 16-token frame is what makes CPU play and dream training fast. A narrow, shallow
-        # transformer (0.44M parameters; 3.3M before stop 33 at 256 wide, 4 deep) takes 4-5x the steps in a CPU
+        # transformer (0.44M parameters; 3.3M before stop 33 at 256 wide, 4 deep) takes 4-6x the steps in a CPU
         # budget and predicts better for it (docs/world_model_log.md, *A smaller dynamics transformer*)
         tok = TokenizerConfig()
         dyn = DynamicsConfig(d_model=128, n_layers=2, n_heads=2, context_frames=8)
