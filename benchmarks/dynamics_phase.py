@@ -31,6 +31,7 @@ from dreamworld.envs import EpisodeDataset
 from dreamworld.evaluate import fidelity
 from dreamworld.phases import phase_budget, run_phase
 from dreamworld.precision import flush_denormals
+from dreamworld.presets import resize_dynamics
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, dynamics_loss, encode_frames, sequence_frames
 from dreamworld.world_model import WorldModel
@@ -73,12 +74,11 @@ def size_name(model: WorldModel) -> str:
 def with_new_dynamics(trained: WorldModel, size: str, kept: dict, seed: int) -> WorldModel:
     """A copy of `trained` whose dynamics are new weights (from `seed`) of `size` (D_MODELxLAYERSxHEADS); `kept`
     (the tokenizer, refiner and termination CNN's weights) loaded as they were."""
-    try:
-        d_model, n_layers, n_heads = (int(x) for x in size.split("x"))
-    except ValueError:
-        raise SystemExit(f"--sizes: {size!r} is not D_MODELxLAYERSxHEADS; write e.g. 256x4x4") from None
     cfg = copy.deepcopy(trained.cfg)
-    cfg.dynamics = replace(cfg.dynamics, d_model=d_model, n_layers=n_layers, n_heads=n_heads)
+    try:
+        resize_dynamics(cfg, *(int(x) for x in size.split("x")))
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--sizes {size!r}: write D_MODELxLAYERSxHEADS, e.g. 128x2x2 ({e})") from None
     torch.manual_seed(seed)
     model = WorldModel(cfg)
     model.load_state_dict(kept, strict=False)

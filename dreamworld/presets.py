@@ -35,6 +35,15 @@ def preset(name: str) -> WorldModelConfig:
     return WorldModelConfig(tokenizer=tok, dynamics=dyn, preset=name)
 
 
+def resize_dynamics(cfg: WorldModelConfig, width: int, layers: int, heads: int) -> None:
+    """Give `cfg` a dynamics transformer `width` wide, `layers` deep with `heads` heads; ValueError naming the fix
+    unless all are positive and width / heads is 16, 32, 64 or 128."""
+    if min(width, layers, heads) < 1 or width % heads or width // heads not in (16, 32, 64, 128):
+        raise ValueError(f"--dynamics-size {width} {layers} {heads}: give WIDTH LAYERS HEADS, positive, with "
+                         "WIDTH / HEADS one of 16, 32, 64, 128 (e.g. 128 2 2)")
+    cfg.dynamics.d_model, cfg.dynamics.n_layers, cfg.dynamics.n_heads = width, layers, heads
+
+
 @dataclass
 class ModelOptions:
     """The world model a run builds: a preset and what is added to it or changed in it (`dreamworld train` and
@@ -100,11 +109,7 @@ class ModelOptions:
                                  f"{self.preset} preset (one per stage), got {list(self.tokenizer_channels)}")
             cfg.tokenizer.channels = list(self.tokenizer_channels)
         if self.dynamics_size:
-            width, layers, heads = self.dynamics_size
-            if min(self.dynamics_size) < 1 or width % heads or width // heads not in (16, 32, 64, 128):
-                raise ValueError(f"--dynamics-size {width} {layers} {heads}: give WIDTH LAYERS HEADS, positive, with "
-                                 "WIDTH / HEADS one of 16, 32, 64, 128 (e.g. 128 2 2)")
-            cfg.dynamics.d_model, cfg.dynamics.n_layers, cfg.dynamics.n_heads = width, layers, heads
+            resize_dynamics(cfg, *self.dynamics_size)
         return cfg
 
     def differences(self, saved: WorldModelConfig) -> list[str]:
