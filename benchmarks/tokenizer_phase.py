@@ -3,7 +3,8 @@ well the tokenizer draws the held-out frames. A 15-minute run gives the tokenize
 this is the comparison that decides the tiny preset's widths, `--tokenizer-precision` and `--tokenizer-batch-size`.
 
     python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
-        [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--json results/tokenizer_phase_cpu.json]
+        [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--variants default worst_weight=4 lr=4e-3]
+        [--json results/tokenizer_phase_cpu.json]
 
 Each variant of the same widths starts from the same weights, and every variant from the same canvas; each runs
 `run_phase("tokenizer", ...)` as `dreamworld train` does (its batches, end share, learning-rate schedule). Scored on
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from dreamworld.evaluate import reconstruction_psnr
 from dreamworld.phases import run_phase
 from dreamworld.precision import Precision, flush_denormals, resolve
 from dreamworld.presets import preset
+from dreamworld.tokenizer import TokenizerConfig
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, fit_to_dataset, tokenizer_batches
 from dreamworld.world_model import WorldModel
@@ -47,6 +49,9 @@ class Args:
     """tokenizer batch sizes to compare (frames per step), each with every precision"""
     channels: list[str] = field(default_factory=lambda: [",".join(map(str, preset("tiny").tokenizer.channels))])
     """tokenizer stage widths to compare, each as comma-separated numbers (the tiny preset's by default)"""
+    variants: list[str] = field(default_factory=lambda: ["default"])
+    """loss and learning-rate variants to compare, each `default` or comma-separated FIELD=VALUE of the tokenizer's
+    config (`worst_weight=4,change_weight=8`) or `lr=VALUE` (the peak learning rate)"""
     threads: int = 2
     """torch CPU threads"""
     seed: int = 0
@@ -64,6 +69,22 @@ def worst_pixel_errors(model: WorldModel, frames: np.ndarray) -> torch.Tensor:
     return (drawn.int() - real.int()).abs().amax(dim=(1, 2, 3)).float()
 
 
+def apply_variant(tokenizer: TokenizerConfig, variant: str, lr: float) -> tuple[TokenizerConfig, float]:
+    """The tokenizer config and peak learning rate that a `--variants` entry names (`default`: both unchanged)."""
+    if variant == "default":
+        return tokenizer, lr
+    for item in variant.split(","):
+        name, _, value = item.partition("=")
+        if name == "lr":
+            lr = float(value)
+        elif name in {f.name for f in fields(TokenizerConfig)} and isinstance(getattr(tokenizer, name), (int, float)):
+            tokenizer = replace(tokenizer, **{name: type(getattr(tokenizer, name))(float(value))})
+        else:
+            raise SystemExit(f"--variants {variant!r}: {name!r} is not a number field of TokenizerConfig nor lr; "
+                             "write e.g. worst_weight=4,lr=4e-3")
+    return tokenizer, lr
+
+
 def main(args: Args) -> dict:
     """Train one tokenizer per stage widths, precision and batch size for the same time; print the table and return
     (and write) the results."""
@@ -77,9 +98,11 @@ def main(args: Args) -> dict:
     canvas = torch.randperm(len(steps.frames), generator=torch.Generator().manual_seed(args.seed))
     canvas_frames = steps.frames[canvas[: cfg.canvas_frames].sort().values.numpy()]  # (canvas_frames, H, W, 3)
     rows = {}
-    for widths, precision, batch_size in itertools.product(args.channels, args.precisions, args.batch_sizes):
+    for widths, precision, batch_size, variant in itertools.product(args.channels, args.precisions, args.batch_sizes,
+                                                                    args.variants):
         model_cfg = preset("tiny")
         model_cfg.tokenizer.channels = [int(c) for c in widths.split(",")]
+        model_cfg.tokenizer, lr = apply_variant(model_cfg.tokenizer, variant, cfg.tokenizer_lr)
         fit_to_dataset(model_cfg, ds, train_eps)
         torch.manual_seed(args.seed)
         model = WorldModel(model_cfg)
@@ -90,19 +113,19 @@ def main(args: Args) -> dict:
         def loss(model=model, batch=batch):
             return model.tokenizer.loss(*batch())
 
-        phase = run_phase("tokenizer", model, list(model.tokenizer.parameters()), loss, cfg.tokenizer_lr, cfg,
+        phase = run_phase("tokenizer", model, list(model.tokenizer.parameters()), loss, lr, cfg,
                           {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),
                           precision=precision)
         model.eval()
         worst = worst_pixel_errors(model, held_frames)
-        rows[f"{widths}, {resolve(precision, 'cpu')}, batch {batch_size}"] = {
+        rows[f"{widths}, {resolve(precision, 'cpu')}, batch {batch_size}, {variant}"] = {
             "params": sum(p.numel() for p in model.tokenizer.parameters()), "steps": phase["steps"],
             "seconds": phase["seconds"], "final_loss": phase["final_loss"],
             "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held, every=3, frames=2048),
             "worst_pixel_median": statistics.median(worst.tolist()),
             "worst_pixel_p90": float(worst.quantile(0.9))}
     table = Table(title=f"tokenizer phase, {args.seconds:.0f} s each, {args.data}")
-    for col in ("widths, precision, batch", "parameters", "steps", "final loss", "held-out PSNR",
+    for col in ("widths, precision, batch, variant", "parameters", "steps", "final loss", "held-out PSNR",
                 "worst pixel median / p90"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
