@@ -113,6 +113,18 @@ def lr_scale(step: int, done: float, warmup_steps: int, warmup_share: float = 0.
     return min(1.0, warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
+def adamw(params, lr: float, cfg: TrainConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    """The optimizer of every training phase: AdamW over `params` (tensors or parameter groups), fused into one
+    kernel per step where every parameter lives on a CPU or CUDA device (`fused=None`; False: the for-loop one). On
+    2 AVX2 cores an update of the tiny tokenizer took 4.5 ms fused against 10.6, of its dynamics 0.7 against 4.8
+    (`benchmarks/train.py --optimizers fused for-loop` times whole steps)."""
+    params = list(params)
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    if fused is None:
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in tensors)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95), fused=fused)
+
+
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
@@ -138,7 +150,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             tqdm.write(f"dreamworld: the {name} phase has no time left of the {_minutes(cfg):g}-minute budget "
                        f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
     empty = out_of_time or (not steps_budget and not seconds_budget)  # a share of 0: nothing to optimise
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = adamw(params, lr, cfg)
     tensors = [p for group in opt.param_groups for p in group["params"]]
     step, elapsed = 0, 0.0
     if resumed:
