@@ -1,6 +1,7 @@
-"""Benchmark: the tokenizer phase for the same wall time in each stage width, precision and batch size, then how
-well the tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a number of steps, so
-this is the comparison that decides the tiny preset's widths, `--tokenizer-precision` and `--tokenizer-batch-size`.
+"""Benchmark: the tokenizer phase for the same wall time in each stage width, precision, batch size and loss
+variant, then how well the tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a
+number of steps, so this is the comparison that decides the tiny preset's widths, `--tokenizer-precision` and
+`--tokenizer-batch-size`.
 
     python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
         [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--variants default worst_weight=4 lr=4e-3]
@@ -86,8 +87,8 @@ def apply_variant(tokenizer: TokenizerConfig, variant: str, lr: float) -> tuple[
 
 
 def main(args: Args) -> dict:
-    """Train one tokenizer per stage widths, precision and batch size for the same time; print the table and return
-    (and write) the results."""
+    """Train one tokenizer per stage widths, precision, batch size and variant for the same time; print the table
+    and return (and write) the results."""
     flush_denormals()
     torch.set_num_threads(args.threads)
     ds = EpisodeDataset(args.data)

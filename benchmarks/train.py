@@ -9,8 +9,8 @@ frames. bfloat16 means autocast, as `dreamworld train --precision bfloat16` runs
 device computes bfloat16 natively). With compiling on (the default), the dynamics step is timed again under
 torch.compile, as `dreamworld train --compile on` runs it, and the first compiled step's time (the compile) is
 reported. Each step updates with `phases.adamw`, the AdamW `dreamworld train` uses (fused); `--optimizers fused
-for-loop` times the for-loop one as well, right after it. Allocator settings
-(MALLOC_*) and thread count are printed and saved.
+for-loop` times the for-loop one as well, right after it. Allocator settings (MALLOC_*) and thread count are
+printed and saved.
 """
 
 from __future__ import annotations
