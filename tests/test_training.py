@@ -18,7 +18,7 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load
 from dreamworld.envs import collect
-from dreamworld.phases import TrainingDiverged, lr_scale
+from dreamworld.phases import TrainingDiverged, adamw, lr_scale
 from dreamworld.train import TrainConfig, train
 
 FAST = {"tokenizer_batch_size": 8, "batch_size": 8, "log_every": 5, "warmup_steps": 5, "holdout": 0.34,
@@ -292,3 +292,25 @@ def test_the_warmup_ends_at_its_share_of_a_phase_that_gets_few_steps():
     assert lr_scale(10, 0.025, 100, 0.05) == pytest.approx(0.5 * cosine(0.025))
     assert lr_scale(10, 0.5, 100) == pytest.approx(0.11 * cosine(0.5))  # no share: step 11 of the 100
     assert lr_scale(199, 0.5, 100) == pytest.approx(cosine(0.5))  # warm after 100 steps
+
+
+def test_every_phase_updates_with_a_fused_adamw_where_the_device_has_one():
+    torch.manual_seed(0)
+    weights, bias = torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.zeros(4))
+    cfg = TrainConfig()
+    groups = adamw([{"params": [weights], "lr_scale": 0.1}, {"params": [bias]}], 1e-2, cfg)
+    assert groups.defaults["fused"] and len(groups.param_groups) == 2
+    assert groups.param_groups[0]["lr_scale"] == 0.1  # a group's own keys survive
+    fused, loop = adamw([weights, bias], 1e-2, cfg), adamw([weights, bias], 1e-2, cfg, fused=False)
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    results = []
+    for opt in (fused, loop):  # the same update either way, from the same start
+        w, b = weights.detach().clone(), bias.detach().clone()
+        for _ in range(3):
+            opt.zero_grad()
+            (weights.square().sum() + (bias - 1).square().sum()).backward()
+            opt.step()
+        results.append((weights.detach().clone(), bias.detach().clone()))
+        weights.data.copy_(w), bias.data.copy_(b)
+    torch.testing.assert_close(results[0], results[1])
+    assert not torch.equal(results[0][0], weights)  # the update moved the weights
