@@ -311,6 +311,7 @@ def test_every_phase_updates_with_a_fused_adamw_where_the_device_has_one():
             (weights.square().sum() + (bias - 1).square().sum()).backward()
             opt.step()
         results.append((weights.detach().clone(), bias.detach().clone()))
-        weights.data.copy_(w), bias.data.copy_(b)
+        weights.data.copy_(w)
+        bias.data.copy_(b)
     torch.testing.assert_close(results[0], results[1])
     assert not torch.equal(results[0][0], weights)  # the update moved the weights
