@@ -51,12 +51,17 @@ class CatchState(gym.ObservationWrapper):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """The game's state, read from the unwrapped game (the frame is ignored)."""
-        game = self.env.unwrapped
-        state = np.zeros(1 + 4 * ITEMS, np.float32)
-        state[0] = game.player_x / 64
-        for i, (x, y, speed, kind) in enumerate(sorted(game.items, key=lambda item: -item[1])[:ITEMS]):
-            state[1 + 4 * i : 5 + 4 * i] = [(x - game.player_x) / 64, y / 64, speed / 2, 1.0 if kind else -1.0]
-        return state
+        return catch_state(self.env.unwrapped)
+
+
+def catch_state(game) -> np.ndarray:
+    """The true state (1 + 4 * ITEMS,) of an unwrapped Catch game: paddle x; x relative to the paddle, height,
+    speed and kind of the ITEMS lowest items."""
+    state = np.zeros(1 + 4 * ITEMS, np.float32)
+    state[0] = game.player_x / 64
+    for i, (x, y, speed, kind) in enumerate(sorted(game.items, key=lambda item: -item[1])[:ITEMS]):
+        state[1 + 4 * i : 5 + 4 * i] = [(x - game.player_x) / 64, y / 64, speed / 2, 1.0 if kind else -1.0]
+    return state
 
 
 class LifeLossEnds(gym.Wrapper):
