@@ -2,14 +2,14 @@
 agent can observe (behaviour cloning: supervised, no reward, no credit assignment). It separates what perception
 costs from what reinforcement learning costs: `learner.py` measures the two together.
 
-    python benchmarks/perception.py --checkpoint runs/catch41 [--json results/perception_catch_cpu.json]
-    python benchmarks/perception.py --checkpoint RUN --variants state latent "latent:token_width=0" "pixels:lr=3e-4"
+    python benchmarks/perception.py --checkpoint runs/catch41 [--json results/perception_catch_avx2.json]
+    python benchmarks/perception.py --checkpoint RUN --variants state "pixels:channels=16,32,32;lr=3e-4"
 
 The scripted policy plays 16 games (with probability --explore a random action is taken instead, so the frames
-also show states the scripted policy avoids); a quarter of the frames, spread over whole games, is labelled with the scripted policy's action. Each
-variant trains the actor of `agents.ActorCritic` with cross-entropy on --frames labelled frames and is scored on
---heldout frames of other games (agreement with the scripted action) and by playing 8 real games of 500 steps
-greedily (scripted ~16.4 per 500 steps, random ~1.5).
+also show states the scripted policy avoids); a quarter of the frames, spread over whole games, is labelled with
+the scripted policy's action. Each variant trains the actor of `agents.ActorCritic` with cross-entropy on --frames
+labelled frames and is scored on --heldout frames of other games (agreement with the scripted action) and by
+playing 8 real games of 500 steps greedily (scripted ~16.4 per 500 steps, random ~1.5).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ KEEP = 0.25  # share of the played frames recorded: the frames spread over whole
 class Args:
     """Clone Catch's scripted policy from each observation; print held-out agreement and real return."""
 
-    variants: list[str] = field(default_factory=lambda: ["state", "pixels", "latent"])
+    variants: list[str] = field(
+        default_factory=lambda: ["state", "latent", "latent:token_width=0", "pixels:channels=16,32,32"])
     """OBS or OBS:FIELD=VALUE;FIELD=VALUE with OBS state, pixels or latent and FIELDs of agents.NetworkConfig
     (lists as 16,32,32), e.g. "pixels:channels=16,32,32" or "latent:token_width=0"; lr=VALUE sets the learning rate"""
     checkpoint: str | None = None
@@ -49,7 +50,7 @@ class Args:
     """labelled frames of other games, for the agreement score"""
     explore: float = 0.2
     """chance of a random action while recording (the label stays the scripted action)"""
-    updates: int = 4_000
+    updates: int = 3_000
     """gradient steps per variant"""
     batch: int = 128
     """frames per gradient step"""
