@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import tyro
 from common import save_results
-from learner import CATCH, catch_state
+from learner import CATCH, CatchState, catch_state
 from rich.console import Console
 from rich.table import Table
 from torch.nn import functional as F
@@ -119,8 +119,6 @@ def observation_space(obs: str, data: dict[str, np.ndarray]) -> gym.spaces.Box:
 def play_envs(obs: str, model) -> gym.vector.VectorEnv:
     """8 real Catch games of 500 steps observed as `obs`."""
     if obs == "state":
-        from learner import CatchState
-
         return gym.vector.SyncVectorEnv([lambda: CatchState(make_env(CATCH, max_episode_steps=500))] * 8)
     return real_envs(CATCH, 8, obs, model=model, max_episode_steps=500)
 
@@ -160,16 +158,19 @@ def main(args: Args) -> None:
     """Record, encode, clone every variant, print the table."""
     torch.set_num_threads(args.threads)
     variants = [parse_variant(v)[0] for v in args.variants]
+    if args.score_every > args.updates:
+        raise SystemExit(f"--score-every {args.score_every} is more than --updates {args.updates}: nothing would be "
+                         "scored; lower --score-every")
     if "latent" in variants and not args.checkpoint:
         raise SystemExit("latent variants see a world model's codes: pass --checkpoint RUN (a tiny Catch model)")
     model = ckpt.load(args.checkpoint) if "latent" in variants else None
     train, held = record(args.frames, args.explore, args.seed), record(args.heldout, args.explore, args.seed + 7)
     noop_share = float(np.mean(held["actions"] == 0))
-    for data in (train, held):
-        if model is not None:
-            encoder = FrameEncoder(model)
+    if model is not None:
+        encoder = FrameEncoder(model)
+        for data in (train, held):
             data["latent"] = np.concatenate([encoder(data["pixels"][i:i + 512])
-                                             for i in range(0, len(data["pixels"]), 512)])
+                                             for i in range(0, len(data["pixels"]), 512)])  # (N, tokens, dims)
     results = [clone(v, train, held, args, model) for v in args.variants]
     table = Table(title=f"cloning Catch's scripted policy from {args.frames:,} frames "
                         f"(held-out no-op share {noop_share:.2f})")
