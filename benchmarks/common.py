@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -39,11 +39,11 @@ def write_results(path: str | Path, results: dict) -> None:
     print(f"wrote {path}")
 
 
-def save_results(args, **fields) -> dict:
-    """A benchmark's results: the date, the machine (`args.threads` threads) and the versions, then `fields` in
+def save_results(args, **entries) -> dict:
+    """A benchmark's results: the date, the machine (`args.threads` threads) and the versions, then `entries` in
     order; written to `args.json` when it is given."""
     results = {"date": time.strftime("%Y-%m-%d"), "device": f"{cpu_name()}, {args.threads} threads",
-               "torch": torch.__version__, "python": platform.python_version(), **fields}
+               "torch": torch.__version__, "python": platform.python_version(), **entries}
     if args.json:
         write_results(args.json, results)
     return results
@@ -96,3 +96,23 @@ def load_phase_inputs(args: PhaseArgs):
     ds = EpisodeDataset(args.data)
     train_eps, held = split_episodes(ds, TrainConfig().holdout)
     return dreamworld.load(args.checkpoint), ds, EpisodeDataset(args.fresh), train_eps, held
+
+
+def apply_settings(cfg, settings: list[str], variant: str, example: str):
+    """(`cfg` with each FIELD=VALUE of `settings` applied, the learning rate an lr=VALUE names or None), for a
+    benchmark's `--variants` entry `variant`: number fields take numbers, lists of ints are written 16,32,32.
+    Anything else exits naming the entry and `example`."""
+    lr, names = None, {f.name for f in fields(cfg)}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        current = getattr(cfg, name, None) if name in names else None
+        if name == "lr":
+            lr = float(value)
+        elif isinstance(current, (int, float)) and not isinstance(current, bool):
+            cfg = replace(cfg, **{name: type(current)(float(value))})
+        elif isinstance(current, list):
+            cfg = replace(cfg, **{name: [int(v) for v in value.split(",")]})
+        else:
+            raise SystemExit(f"--variants {variant!r}: {name!r} is not a number or list field of {type(cfg).__name__} "
+                             f"nor lr; write e.g. {example}")
+    return cfg, lr

@@ -15,13 +15,13 @@ playing 8 real games of 500 steps greedily (scripted ~16.4 per 500 steps, random
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from common import save_results
+from common import apply_settings, save_results
 from learner import CATCH, CatchState, catch_state
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +33,7 @@ from dreamworld.agents import ActorCritic, NetworkConfig, Policy, evaluate
 from dreamworld.envs import make_env
 
 KEEP = 0.25  # share of the played frames recorded: the frames spread over whole games, not their first steps
+
 
 @dataclass
 class Args:
@@ -93,18 +94,8 @@ def parse_variant(text: str) -> tuple[str, NetworkConfig, float | None]:
     obs, _, settings = text.partition(":")
     if obs not in ("state", "pixels", "latent"):
         raise SystemExit(f"variant {text!r}: the observation must be state, pixels or latent (e.g. pixels:hidden=512)")
-    cfg, lr, names = NetworkConfig(), None, {f.name for f in fields(NetworkConfig)}
-    for setting in filter(None, settings.split(";")):
-        name, _, value = setting.partition("=")
-        if name == "lr":
-            lr = float(value)
-        elif name == "channels":
-            cfg.channels = [int(c) for c in value.split(",")]
-        elif name in names:
-            setattr(cfg, name, type(getattr(cfg, name))(value))
-        else:
-            raise SystemExit(f"variant {text!r}: {name!r} is not a field of NetworkConfig ({', '.join(sorted(names))})"
-                             " nor lr; write e.g. pixels:channels=16,32,32;lr=5e-4")
+    cfg, lr = apply_settings(NetworkConfig(), list(filter(None, settings.split(";"))), text,
+                             "pixels:channels=16,32,32;lr=5e-4")
     return obs, cfg, lr
 
 

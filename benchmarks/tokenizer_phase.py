@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import tyro
-from common import save_results
+from common import apply_settings, save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -74,16 +74,8 @@ def apply_variant(tokenizer: TokenizerConfig, variant: str, lr: float) -> tuple[
     """The tokenizer config and peak learning rate that a `--variants` entry names (`default`: both unchanged)."""
     if variant == "default":
         return tokenizer, lr
-    for item in variant.split(","):
-        name, _, value = item.partition("=")
-        if name == "lr":
-            lr = float(value)
-        elif name in {f.name for f in fields(TokenizerConfig)} and isinstance(getattr(tokenizer, name), (int, float)):
-            tokenizer = replace(tokenizer, **{name: type(getattr(tokenizer, name))(float(value))})
-        else:
-            raise SystemExit(f"--variants {variant!r}: {name!r} is not a number field of TokenizerConfig nor lr; "
-                             "write e.g. worst_weight=4,lr=4e-3")
-    return tokenizer, lr
+    tokenizer, named_lr = apply_settings(tokenizer, variant.split(","), variant, "worst_weight=4,lr=4e-3")
+    return tokenizer, lr if named_lr is None else named_lr
 
 
 def main(args: Args) -> dict:
