@@ -272,8 +272,8 @@ class DreamVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         actions = check_actions(self.single_action_space, actions, self.num_envs)
         restarting = self._autoreset.copy()
-        digit_logits = self.model.predict(self._state, actions)
-        rewards, terminated = self.model.advance(self._state, self._sample(digit_logits, ~restarting))
+        hidden = self.model.predict(self._state, actions)
+        rewards, terminated = self.model.advance(self._state, self._sample(hidden, ~restarting))
         rewards = rewards.cpu().numpy().astype(np.float64)
         terminated = terminated.cpu().numpy()
         self._steps += 1
@@ -336,18 +336,19 @@ class DreamVectorEnv(VectorEnv):
         fresh = self.model.start_at(frames, actions, first_frame=state.cache.frame - (self.starts.length - 1))
         self.model.replace_rows(state, torch.as_tensor(rows, device=self.model.device), fresh)
 
-    def _sample(self, digit_logits: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:
-        """Next tokens (B, N) from digit logits (B, N, sum(levels)): the most likely digits at temperature 0, else a
-        Gumbel-max draw (a sample of softmax(logits / temperature)) with noise from each stepping row's own
-        generator; rows about to restart draw nothing, so every dream's stream is its own."""
+    def _sample(self, hidden: torch.Tensor, stepping: np.ndarray) -> torch.Tensor:
+        """Next tokens (B, N) from the dynamics' states (B, N, C): the most likely at temperature 0, else a draw at
+        `temperature` with Gumbel noise from each stepping row's own generator; rows about to restart draw
+        nothing, so every dream's stream is its own."""
         if self.temperature == 0 or not stepping.any():
-            return self.model.dynamics.sample(digit_logits, 0.0)
+            return self.model.sample(hidden, 0.0)
         rows = np.flatnonzero(stepping)
-        uniform = torch.stack([torch.rand(digit_logits.shape[1:], generator=self._gens[r], device=digit_logits.device)
+        shape = (hidden.shape[1], sum(self.model.dynamics.levels))  # (N, sum(levels))
+        uniform = torch.stack([torch.rand(shape, generator=self._gens[r], device=hidden.device)
                                for r in rows])  # (stepping rows, N, sum(levels))
-        noise = torch.zeros(digit_logits.shape, device=digit_logits.device)  # (B, N, sum(levels))
-        noise[torch.as_tensor(rows, device=digit_logits.device)] = -torch.log(-torch.log(uniform))
-        return self.model.dynamics.sample(digit_logits.float() / self.temperature + noise, 0.0)
+        noise = torch.zeros(len(hidden), *shape, device=hidden.device)  # (B, N, sum(levels))
+        noise[torch.as_tensor(rows, device=hidden.device)] = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
+        return self.model.sample(hidden, self.temperature, noise=noise)
 
     def _observe(self) -> np.ndarray:
         """Observations of all dreams: frames uint8 (B, H, W, 3) or FSQ codes float32 (B, N, dims)."""

@@ -1,7 +1,7 @@
 """The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
 
-The tokens of frame t, with action a_t added, predict every token of frame t+1 at once (one softmax per FSQ
-digit). The reward and (for world models without a termination CNN, termination.py) the termination of that step
+The tokens of frame t, with action a_t added, give a state per token position of frame t+1, from which the tokens
+of frame t+1 are drawn coherently, token after token and digit after digit (token_decoder.py). The reward and (for world models without a termination CNN, termination.py) the termination of that step
 come from an outcome head that sees the transformer's state of frame t *and* the tokens of frame t+1 (as
 DIAMOND's reward model sees the next observation): a brick that vanished shows in the next frame, so events are
 read off the outcome instead of being guessed before it.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import gymnasium as gym
 import torch
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamworld.kernels import RMSNorm, attention
+
+from .token_decoder import TokenDecoder
 
 REWARD_CLASSES = 3  # reward sign: negative, zero, positive
 
@@ -45,6 +48,10 @@ class DynamicsConfig:
     """dropout on attention outputs and MLPs"""
     rope_base: float = 1000.0
     """base of the rotary frequencies over the frame index"""
+    sampler: Literal["coherent", "independent"] = "coherent"
+    """how the next frame's tokens are drawn from the states: coherent (token_decoder.py: token after token, digit
+    after digit, each conditioned on the choices before it) or independent (one softmax per FSQ digit of every
+    token, all drawn at once: cheaper, but small objects vanish, double and smear)"""
 
 
 @dataclass
@@ -161,7 +168,11 @@ class Dynamics(nn.Module):
         self.action = ActionEmbedding(action_space, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
-        self.token_head = nn.Linear(cfg.d_model, sum(self.levels))
+        if cfg.sampler not in ("coherent", "independent"):
+            raise ValueError(f"dynamics sampler must be 'coherent' or 'independent', got {cfg.sampler!r}")
+        self.token_head = nn.Linear(cfg.d_model, sum(self.levels)) if cfg.sampler == "independent" else None
+        self.decoder = (TokenDecoder(cfg.d_model, cfg.n_heads, self.levels) if cfg.sampler == "coherent"
+                        else None)
         self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
         self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
         # no end head when the world model reads terminations off the drawn frames (termination.py)
@@ -211,9 +222,10 @@ class Dynamics(nn.Module):
             x, _ = block(x, cos, sin, N, self.cfg.context_frames)
         return self.norm(x).view(B, T, N, -1)  # (B, T, N, C)
 
-    def token_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """States (..., N, C) -> next-frame digit logits (..., N, sum(levels))."""
-        return self.token_head(h)
+    def token_logits(self, h: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
+        """States (..., N, C) and the true next tokens (..., N) -> next-frame digit logits (..., N, sum(levels)):
+        with the coherent sampler each digit's given the true tokens and digits before it (teacher forcing)."""
+        return self.token_head(h) if self.decoder is None else self.decoder(h, next_tokens)
 
     def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """States of frame t (..., N, C) and the tokens of frame t+1 (..., N) -> reward logits (..., 3) and
@@ -231,7 +243,7 @@ class Dynamics(nn.Module):
         next_tokens (B, T, N) -> digit logits (B, T, N, sum(levels)), reward logits (B, T, 3), termination
         logits (B, T) (None without an end head)."""
         h = self.hidden(tokens, actions)  # (B, T, N, C)
-        return (self.token_logits(h), *self.outcomes(h, next_tokens))
+        return (self.token_logits(h, next_tokens), *self.outcomes(h, next_tokens))
 
     def empty_cache(self) -> KVCache:
         """A cache holding no frames."""
@@ -239,7 +251,7 @@ class Dynamics(nn.Module):
 
     def step(self, tokens: torch.Tensor, actions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One frame through the cache: tokens (B, N), actions (B, ...) -> normed states (B, N, C) of this frame
-        (feed them to `token_logits`, then with the sampled next tokens to `outcomes`).
+        (feed them to `sample`, then with the sampled next tokens to `outcomes`).
 
         The cache gains this frame and drops frames older than `context_frames - 1`, so the cost of a step and
         the memory stay flat however long the episode runs.
@@ -256,14 +268,18 @@ class Dynamics(nn.Module):
         cache.frame += 1
         return self.norm(x)  # (B, N, C)
 
-    def sample(self, digit_logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None):
-        """Digit logits (..., sum(levels)) -> token indices (...,): argmax at temperature 0, else sampled."""
-        digits = []
-        for logits in digit_logits.split(self.levels, dim=-1):  # each (..., L_i)
-            if temperature <= 0:
-                digits.append(logits.argmax(-1))
-            else:
-                probs = F.softmax(logits.float() / temperature, dim=-1)
-                flat = probs.reshape(-1, probs.shape[-1])  # (M, L_i)
-                digits.append(torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]))
-        return (torch.stack(digits, -1) * self.basis).sum(-1)  # (...,)
+    def sample(self, h: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-frame states (B, N, C) from `step` -> token indices (B, N). At temperature 0 the most likely choices;
+        above it a draw from softmax(logits / temperature), with Gumbel noise (B, N, sum(levels)) from `noise` or
+        made with `generator`."""
+        if temperature > 0 and noise is None:
+            uniform = torch.rand(*h.shape[:-1], sum(self.levels), generator=generator, device=h.device)
+            noise = -torch.log(-torch.log(uniform.clamp_min(1e-20)))  # (B, N, sum(levels)) Gumbel
+        if self.decoder is not None:
+            return self.decoder.sample(h, temperature, noise)
+        logits = self.token_head(h).float()  # (B, N, sum(levels))
+        if temperature > 0:
+            logits = logits / temperature + noise
+        digits = [part.argmax(-1) for part in logits.split(self.levels, dim=-1)]  # each (B, N)
+        return (torch.stack(digits, -1) * self.basis).sum(-1)  # (B, N)

@@ -65,7 +65,8 @@ class WorldModelConfig:
             raise ValueError(f"unknown world-model config keys {sorted(unknown)}: not a dreamworld world model")
         data = dict(data)
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
-        data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
+        # configs without a sampler key predate the coherent sampler: their dynamics draw digits independently
+        data["dynamics"] = DynamicsConfig(**{"sampler": "independent", **data.get("dynamics", {})})
         data["termination"] = TerminationConfig(**data["termination"]) if data.get("termination") else None
         # refiners saved before they read actions have no "actions" key
         data["refiner"] = RefinerConfig(**{"actions": False, **data["refiner"]}) if data.get("refiner") else None
@@ -198,8 +199,8 @@ class WorldModel(nn.Module):
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
         """Advance every dream by one step: actions (B, ...) -> (frames uint8 (B, H, W, 3), rewards (B,) float,
         terminated (B,) bool). `temperature` 0 takes the most likely tokens."""
-        digit_logits = self.predict(state, actions)
-        rewards, terminated = self.advance(state, self.dynamics.sample(digit_logits, temperature, generator))
+        hidden = self.predict(state, actions)
+        rewards, terminated = self.advance(state, self.sample(hidden, temperature, generator))
         return self.frames(state), rewards, terminated
 
     @torch.no_grad()
@@ -216,13 +217,20 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, state: DreamState, actions) -> torch.Tensor:
-        """First half of `step`: feed the current frames and actions (B, ...) through the cache -> next-frame
-        digit logits (B, N, sum(levels)). The caller samples the next tokens from them and passes them to
-        `advance` (and decodes them only if it needs pixels)."""
+        """First half of `step`: feed the current frames and actions (B, ...) through the cache -> the dynamics'
+        states of the next frame (B, N, C). The caller draws the next tokens from them (`sample`) and passes them
+        to `advance` (and decodes them only if it needs pixels)."""
         with autocast(self.precision, self.device):
             state.actions = self.actions_tensor(actions)  # (B, ...)
             state.hidden = self.dynamics.step(state.tokens, state.actions, state.cache)  # (B, N, C)
-            return self.dynamics.token_logits(state.hidden).float()
+            return state.hidden
+
+    @torch.no_grad()
+    def sample(self, hidden: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Next tokens (B, N) from the states `predict` gave, at the dynamics' precision (`Dynamics.sample`)."""
+        with autocast(self.precision, self.device):
+            return self.dynamics.sample(hidden, temperature, generator, noise)
 
     @torch.no_grad()
     def advance(self, state: DreamState, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,8 @@ def test_kv_cache_steps_equal_the_full_pass(space):
     for t in range(4):
         h = model.dynamics.step(tokens[:, t], acts[:, t], cache)
         reward, end = model.dynamics.outcomes(h, tokens[:, t + 1])
-        torch.testing.assert_close(model.dynamics.token_logits(h), full_logits[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model.dynamics.token_logits(h, tokens[:, t + 1]), full_logits[:, t], atol=1e-5,
+                                   rtol=1e-4)
         torch.testing.assert_close(reward, full_reward[:, t], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(end, full_end[:, t], atol=1e-5, rtol=1e-4)
 
@@ -58,11 +59,11 @@ def test_sliding_window_sees_only_the_last_frames():
     actions = model.actions_tensor(actions)
     cache = model.dynamics.empty_cache()
     for t in range(40):
-        logits = model.dynamics.token_logits(model.dynamics.step(tokens[:, t], actions[:, t], cache))
+        states = model.dynamics.step(tokens[:, t], actions[:, t], cache)
     assert cache.keys[0].shape[2] == 2 * model.tokenizer.tokens_per_frame  # context - 1 frames kept
-    full = model.dynamics.token_logits(model.dynamics.hidden(tokens, actions))
-    torch.testing.assert_close(logits, full[:, -1], atol=1e-4, rtol=1e-4)
-    shifted = model.dynamics.token_logits(model.dynamics.hidden(tokens[:, -12:], actions[:, -12:]))  # 28 later
+    full = model.dynamics.hidden(tokens, actions)
+    torch.testing.assert_close(states, full[:, -1], atol=1e-4, rtol=1e-4)
+    shifted = model.dynamics.hidden(tokens[:, -12:], actions[:, -12:])  # 28 later
     torch.testing.assert_close(shifted[:, -1], full[:, -1], atol=1e-4, rtol=1e-4)
 
 
@@ -82,15 +83,52 @@ def test_encoding_no_frames_gives_no_tokens():
     assert model.encode(torch.zeros(2, 0, 64, 64, 3, dtype=torch.uint8)).shape == (2, 0, 16)
 
 
-def test_temperature_zero_is_greedy_and_sampling_is_seeded():
+@pytest.mark.parametrize("sampler", ["coherent", "independent"])
+def test_temperature_zero_is_greedy_and_sampling_is_seeded(sampler):
     torch.manual_seed(2)
-    model = WorldModel(toy_config()).eval()
-    logits = torch.randn(3, 16, sum(model.cfg.tokenizer.levels))
-    a = model.dynamics.sample(logits, 0.0)
-    assert torch.equal(a, model.dynamics.sample(logits, 0.0))
-    s1 = model.dynamics.sample(logits, 1.0, torch.Generator().manual_seed(5))
-    s2 = model.dynamics.sample(logits, 1.0, torch.Generator().manual_seed(5))
+    cfg = toy_config()
+    cfg.dynamics.sampler = sampler
+    model = WorldModel(cfg).eval()
+    states = torch.randn(3, 16, cfg.dynamics.d_model)
+    a = model.dynamics.sample(states, 0.0)
+    assert torch.equal(a, model.dynamics.sample(states, 0.0))
+    s1 = model.dynamics.sample(states, 1.0, torch.Generator().manual_seed(5))
+    s2 = model.dynamics.sample(states, 1.0, torch.Generator().manual_seed(5))
     assert torch.equal(s1, s2) and not torch.equal(s1, a)
+
+
+def test_coherent_sampler_draws_what_training_scores():
+    """Token by token and digit by digit, the sampler's choices are the argmax of the logits the teacher-forced
+    pass gives for the very tokens it chose: training scores the same conditionals that sampling draws from."""
+    torch.manual_seed(6)
+    model = WorldModel(toy_config()).eval()
+    for p in model.dynamics.decoder.parameters():  # an untrained decoder is near uniform: make choices sharp
+        torch.nn.init.normal_(p, std=0.5)
+    states = torch.randn(4, 16, model.cfg.dynamics.d_model)
+    tokens = model.dynamics.sample(states, 0.0)
+    logits = model.dynamics.token_logits(states, tokens)  # (4, 16, sum(levels)) given the chosen tokens
+    greedy = torch.stack([part.argmax(-1) for part in logits.split(model.dynamics.levels, -1)], -1)  # (4, 16, D)
+    torch.testing.assert_close(greedy, model.dynamics.digits(tokens))
+    earlier = model.dynamics.token_logits(states, tokens.roll(1, dims=1))  # other tokens before the last one
+    assert not torch.allclose(earlier[:, -1], logits[:, -1])
+
+
+def test_coherent_sampler_draws_from_the_joint_distribution():
+    """At temperature 1 the sampled tokens follow the decoder's own joint distribution: the frequency of each
+    whole code of a one-token frame matches the product of its digits' conditionals."""
+    torch.manual_seed(7)
+    cfg = toy_config()
+    model = WorldModel(cfg).eval()
+    for p in model.dynamics.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    state = torch.randn(1, 1, cfg.dynamics.d_model).expand(4000, 1, -1)
+    drawn = model.dynamics.sample(state, 1.0, torch.Generator().manual_seed(0))[:, 0]  # (4000,)
+    code, count = drawn.unique(return_counts=True)
+    top = code[count.argmax()]
+    logits = model.dynamics.token_logits(state[:1], top.view(1, 1))[0, 0]  # (sum(levels),)
+    log_p = sum(part.log_softmax(-1)[digit] for part, digit in
+                zip(logits.split(model.dynamics.levels), model.dynamics.digits(top)))
+    assert abs(count.max().item() / 4000 - log_p.exp().item()) < 0.03
 
 
 def test_checkpoint_round_trip_is_bit_identical(tmp_path):
