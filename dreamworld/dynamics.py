@@ -1,10 +1,11 @@
 """The dynamics transformer: frame-causal attention over the tokens of the last T frames, conditioned on actions.
 
 The tokens of frame t, with action a_t added, give a state per token position of frame t+1, from which the tokens
-of frame t+1 are drawn coherently, token after token and digit after digit (token_decoder.py). The reward and (for world models without a termination CNN, termination.py) the termination of that step
-come from an outcome head that sees the transformer's state of frame t *and* the tokens of frame t+1 (as
-DIAMOND's reward model sees the next observation): a brick that vanished shows in the next frame, so events are
-read off the outcome instead of being guessed before it.
+of frame t+1 are drawn coherently, token after token and digit after digit (token_decoder.py). The reward and (for
+world models without a termination CNN, termination.py) the termination of that step come from an outcome head
+that sees the transformer's state of frame t *and* the tokens of frame t+1 (as DIAMOND's reward model sees the next
+observation): a brick that vanished shows in the next frame, so events are read off the outcome instead of being
+guessed before it.
 
 Time enters through rotary embeddings over the frame index (so cached keys stay valid as the window slides);
 space through a learned embedding per token position.
@@ -19,7 +20,6 @@ from typing import Literal
 
 import gymnasium as gym
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dreamworld.kernels import RMSNorm, attention

@@ -92,7 +92,8 @@ class TokenDecoder(nn.Module):
         chosen = self.digit_embed(self.digits(tokens) + self.offsets).to(a.dtype)  # (M, N, D, C)
         prefix = chosen.cumsum(2) - chosen  # (M, N, D, C): digits before each
         logits = self.digit_out(F.gelu(a[:, :, None] + prefix, approximate="tanh"))  # (M, N, D, sum(levels))
-        picked = [logits[:, :, d, o : o + n] for d, (o, n) in enumerate(zip(self.offsets.tolist(), self.levels))]
+        spans = zip(self.offsets.tolist(), self.levels, strict=True)
+        picked = [logits[:, :, d, o : o + n] for d, (o, n) in enumerate(spans)]  # digit d's own logits
         return torch.cat(picked, -1).view(*lead, N, -1)  # (..., N, sum(levels))
 
     @torch.no_grad()
@@ -109,7 +110,7 @@ class TokenDecoder(nn.Module):
             u, past = self.layer(h[:, j : j + 1] + before, past)  # (M, 1, C)
             a = self.digit_in(self.norm(u[:, 0]))  # (M, C)
             prefix = torch.zeros_like(a)
-            for d, (o, n) in enumerate(zip(offsets, self.levels)):
+            for d, (o, n) in enumerate(zip(offsets, self.levels, strict=True)):
                 w, b = self.digit_out.weight[o : o + n], self.digit_out.bias[o : o + n]  # (n, C), (n,)
                 logits = F.linear(F.gelu(a + prefix, approximate="tanh"), w.to(a.dtype), b.to(a.dtype)).float()
                 if temperature > 0 and noise is not None:

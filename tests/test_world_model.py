@@ -127,7 +127,7 @@ def test_coherent_sampler_draws_from_the_joint_distribution():
     top = code[count.argmax()]
     logits = model.dynamics.token_logits(state[:1], top.view(1, 1))[0, 0]  # (sum(levels),)
     log_p = sum(part.log_softmax(-1)[digit] for part, digit in
-                zip(logits.split(model.dynamics.levels), model.dynamics.digits(top)))
+                zip(logits.split(model.dynamics.levels), model.dynamics.digits(top), strict=True))
     assert abs(count.max().item() / 4000 - log_p.exp().item()) < 0.03
 
 
