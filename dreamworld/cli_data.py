@@ -24,8 +24,8 @@ class CollectArgs:
     out: str = "data/bricks"
     """dataset directory (created if new)"""
     policy: str = "mixed"
-    """who plays: random, scripted (the game's own policy), mixed (alternating episodes of both), or the directory
-    of a trained agent (dreamworld train-agent)"""
+    """who plays: random, scripted (the game's own policy), mixed (alternating episodes of both; random play alone
+    where the game has no scripted policy), or the directory of a trained agent (dreamworld train-agent)"""
     epsilon: float = 0.0
     """share of random actions mixed into an agent's (exploration)"""
     seed: int = 0

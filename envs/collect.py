@@ -52,7 +52,7 @@ def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str | Batch
     """Play `env_id` until the dataset at `out` holds at least `steps` steps, storing each finished episode.
 
     Running it again after a kill continues where the stored episodes end. 'mixed' alternates random and
-    scripted episodes. `policy` may also be an agent: a callable from frames (num_envs, H, W, 3) to actions
+    scripted episodes (random play alone where the game has no scripted policy). `policy` may also be an agent: a callable from frames (num_envs, H, W, 3) to actions
     (num_envs, ...), asked once per step for all envs; its episodes are stored with policy "agent". A share
     `epsilon` of an agent's actions is replaced by random ones (exploration). Episodes still running when the
     target is reached are stored as truncated.
@@ -67,6 +67,8 @@ def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str | Batch
     policy = "agent" if agent is not None else policy
     envs = [make_env(env_id, size=size) for _ in range(num_envs)]
     spec_id = envs[0].spec.id if envs[0].spec else env_id
+    if policy == "mixed" and not hasattr(envs[0].unwrapped, "scripted_action"):
+        policy = "random"  # a game with no scripted policy (ALE, crafter, ...) mixes nothing in
     with DatasetWriter(out, spec_id, envs[0].observation_space.shape, envs[0].action_space,
                        render_fps=envs[0].metadata.get("render_fps")) as writer:
         start_episodes = writer.episodes

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dreamworld.envs import DatasetError, DatasetWriter, EpisodeDataset
+from dreamworld.envs import DatasetError, DatasetWriter, EpisodeDataset, collect
 
 SPACE = gym.spaces.Discrete(4)
 
@@ -153,3 +153,13 @@ def test_sigkill_during_collect_then_continue(tmp_path):
     assert after.steps == target and len(after) > len(ds)
     for i in range(len(ds)):
         assert after.episodes[i] == ds.episodes[i]
+
+
+def test_default_mixed_policy_plays_randomly_where_no_script_exists(tmp_path):
+    """`dreamworld collect`'s default policy (mixed) records a game without a scripted policy (a classic-control
+    env here, as ALE games) with random play instead of refusing it."""
+    from dreamworld.cli_data import CollectArgs
+
+    result = collect("Pendulum-v1", tmp_path / "data", 30, policy=CollectArgs.policy, progress=False, size=(16, 16))
+    assert result.steps_total == 30
+    assert len(EpisodeDataset(tmp_path / "data").episode(0)["actions"]) == 30
