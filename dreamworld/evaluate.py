@@ -1,8 +1,10 @@
 """Fidelity evaluation: how close open-loop imagination stays to what really happened, in numbers and pictures.
 
 From real context frames, with the real actions fed in, the model imagines `horizon` steps; each imagined frame
-is compared with the real one (PSNR, SSIM) and with the copy-the-last-real-frame baseline. Reward and
-termination heads are scored one step ahead (teacher forced) over every held-out step.
+is compared with the real one (PSNR, SSIM, PSNR over the pixels that moved) and with the copy-the-last-real-frame
+baseline; for games with an object parser (dreamworld.envs.games.objects), the sprites, score and lives parsed from
+the imagined frames are matched to the real ones (dreamworld.fidelity_metrics). Reward and termination heads are
+scored one step ahead (teacher forced) over every held-out step.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from dreamworld.envs import EpisodeDataset
+from dreamworld.envs.games.objects import parser
 
 from .data import Steps, frames_before
+from .fidelity_metrics import carried_sprites, merge_counts, moving_psnr, object_counts, object_scores
 from .media import side_by_side
 from .tokenizer import PSNR_CAP_DB, pixels, psnr
 from .tracking import Tracker
 from .world_model import WorldModel
 
-HORIZON_KEYS = (1, 2, 4, 8, 16)
+HORIZON_KEYS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -74,17 +78,67 @@ def _rollout_starts(ds: EpisodeDataset, episodes: list[int], context: int, horiz
     return [spans[k] for k in sorted(pick)]
 
 
+def _frame_parser(env_id: str | None):
+    """The object parser of `env_id`'s frames (frame -> FrameObjects), or None for a game without one."""
+    return parser(env_id) if env_id else None
+
+
+def _number(x) -> float | None:
+    """A float for metrics.json, None for NaN (nothing there to score)."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _at_keys(curve: list, horizon: int) -> dict[str, float | None]:
+    """A per-step curve (index 0: step 1) at the HORIZON_KEYS within `horizon`."""
+    return {str(h): _number(curve[h - 1]) for h in HORIZON_KEYS if h <= horizon}
+
+
+def _object_step_counts(parse, real: np.ndarray, imagined: np.ndarray, keys: list[tuple[int, int]],
+                        parsed: dict) -> list[dict]:
+    """Per horizon step, `object_counts` of a batch's imagined frames (B, horizon, H, W, 3) against the real ones
+    (B, 1 + horizon, H, W, 3), from the last context frame on (whose sprites are the ones a dream can know of);
+    keys[b] = (episode, frame index of real[b, 0]) names each real frame in `parsed`, so each is parsed once."""
+    real_seq, drawn_seq, carried = [], [], []
+    for b, (episode, first) in enumerate(keys):
+        for t in range(real.shape[1]):
+            if (episode, first + t) not in parsed:
+                parsed[episode, first + t] = parse(real[b, t])
+        sequence = [parsed[episode, first + t] for t in range(real.shape[1])]  # 1 + horizon FrameObjects
+        real_seq.append(sequence[1:])
+        carried.append(carried_sprites(sequence)[1:])
+        drawn_seq.append([parse(frame) for frame in imagined[b]])
+    return [object_counts([r[t] for r in real_seq], [d[t] for d in drawn_seq], carried=[c[t] for c in carried])
+            for t in range(imagined.shape[1])]
+
+
+def _object_metrics(steps: list[dict], horizon: int) -> dict:
+    """metrics.json entries from per-step `object_scores`: object_recall, object_precision, score_match and
+    lives_match at the HORIZON_KEYS, and per kind object_recall_by_kind / object_precision_by_kind; "curves"
+    holds every step."""
+    curves = {k: [s[k] for s in steps] for k in ("object_recall", "object_precision", "score_match", "lives_match")}
+    kinds = sorted({kind for s in steps for kind in s["recall_by_kind"]})
+    for name, field in (("object_recall_by_kind", "recall_by_kind"), ("object_precision_by_kind", "precision_by_kind")):
+        curves[name] = {kind: [s[field].get(kind) for s in steps] for kind in kinds}
+    metrics = {k: _at_keys(v, horizon) for k, v in curves.items() if not k.endswith("_by_kind")}
+    for name in ("object_recall_by_kind", "object_precision_by_kind"):
+        metrics[name] = {kind: _at_keys(v, horizon) for kind, v in curves[name].items()}
+    metrics["curves"] = curves
+    return metrics
+
+
 @torch.no_grad()
 def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon: int = 16, samples: int = 128,
              batch_size: int = 32, seed: int = 0) -> tuple[dict, dict]:
     """Metrics over `episodes` of `ds`, and examples (real, imagined frames) for videos.
 
     Returns (metrics, examples): metrics as in metrics.json, examples {"real", "imagined"} uint8 (S, horizon, H, W, 3)
-    for the first few samples.
+    for the first few samples. Per-step scores sit at the HORIZON_KEYS within `horizon` (metrics[name][str(h)]) and
+    in full under metrics["curves"]; object scores only for games with an object parser.
     """
     context = model.cfg.dynamics.context_frames
     starts = _rollout_starts(ds, episodes, context, horizon, samples, seed)
-    scores = {"psnr": [], "ssim": [], "baseline_psnr": [], "baseline_ssim": []}
+    parse, parsed, step_counts = _frame_parser(model.cfg.env_id), {}, []
+    scores = {k: [] for k in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "moving_psnr", "baseline_moving_psnr")}
     examples = {"real": [], "imagined": []}
     for b in range(0, len(starts), batch_size):
         windows = [ds.window(i, s, context - 1 + horizon) for i, s in starts[b : b + batch_size]]
@@ -92,19 +146,35 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
         actions = torch.from_numpy(np.stack([w["actions"] for w in windows]))  # (B, K-1+H, ...)
         imagined, _, _ = model.imagine(frames[:, :context], actions)
         real = frames[:, context:]  # (B, horizon, H, W, 3)
+        before = frames[:, context - 1 : -1]  # (B, horizon, H, W, 3) the real frame before each
         baseline = frames[:, context - 1 : context].expand_as(real)  # (B, horizon, H, W, 3)
         imagined = imagined.cpu()
         scores["psnr"].append(frame_psnr(imagined, real))
         scores["ssim"].append(ssim(imagined, real))
         scores["baseline_psnr"].append(frame_psnr(baseline, real))
         scores["baseline_ssim"].append(ssim(baseline, real))
+        scores["moving_psnr"].append(torch.from_numpy(moving_psnr(imagined.numpy(), real.numpy(), before.numpy())))
+        scores["baseline_moving_psnr"].append(torch.from_numpy(moving_psnr(before[:, :1].numpy(), real.numpy(),
+                                                                           before.numpy())))  # (B, horizon)
+        if parse is not None:
+            keys = [(i, s + context - 1) for i, s in starts[b : b + batch_size]]
+            step_counts.append(_object_step_counts(parse, frames[:, context - 1 :].numpy(), imagined.numpy(), keys,
+                                                   parsed))
         if b == 0:
             examples = {"real": real[:4].numpy(), "imagined": imagined[:4].numpy()}
-    per_step = {k: torch.cat(v).mean(0) for k, v in scores.items()}  # each (horizon,)
-    metrics = {k: {str(h): float(v[h - 1]) for h in HORIZON_KEYS if h <= horizon} for k, v in per_step.items()}
-    metrics["curves"] = {k: [float(x) for x in v] for k, v in per_step.items()}
+    per_step = {k: torch.cat(v).double().nanmean(0).tolist() for k, v in scores.items()}  # each horizon floats
+    metrics = {k: _at_keys(v, horizon) for k, v in per_step.items()}
+    metrics["curves"] = {k: [_number(x) for x in v] for k, v in per_step.items()}
+    if parse is not None:
+        objects = _object_metrics([object_scores(merge_counts(*c)) for c in zip(*step_counts, strict=True)], horizon)
+        metrics["curves"] |= objects.pop("curves")
+        metrics |= objects
     metrics.update(head_scores(model, ds, episodes))
-    metrics["reconstruction_psnr"] = reconstruction_psnr(model, ds, episodes)
+    drawn, real_frames = reconstruction_frames(model, ds, episodes)
+    metrics["reconstruction_psnr"] = psnr(drawn, real_frames)
+    if parse is not None:
+        metrics["reconstruction_objects"] = object_scores(object_counts([parse(f) for f in real_frames],
+                                                                        [parse(f) for f in drawn.numpy()]))
     if model.refiner is not None:
         metrics["chain_reconstruction_psnr"] = chain_reconstruction_psnr(model, ds, episodes)
     metrics.update({"episodes": len(episodes), "frames": len(starts) * horizon, "rollouts": len(starts),
@@ -113,11 +183,11 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
 
 
 @torch.no_grad()
-def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[int], every: int = 7,
-                        frames: int = 512) -> float:
-    """PSNR of the model's drawings of every `every`-th frame after the first of `episodes` (at most `frames` of
-    them) from their own tokens; with a refiner, each is drawn over the real frame before it (a dream's next
-    frame after a right one)."""
+def reconstruction_frames(model: WorldModel, ds: EpisodeDataset, episodes: list[int], every: int = 7,
+                          frames: int = 512) -> tuple[torch.Tensor, np.ndarray]:
+    """The model's drawings of every `every`-th frame after the first of `episodes` (at most `frames` of them)
+    from their own tokens, and those real frames: uint8 (F, H, W, 3) each; with a refiner, each is drawn over the
+    real frame before it (a dream's next frame after a right one)."""
     after = np.concatenate([ds.episode(i)["frames"][1::every] for i in episodes])[:frames]  # (F, H, W, 3)
     before = np.concatenate([ds.episode(i)["frames"][:-1:every] for i in episodes])[:frames]
     actions = np.concatenate([ds.episode(i)["actions"][::every] for i in episodes])[:frames]  # (F, ...) between
@@ -125,7 +195,16 @@ def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[in
                                                  pixels(torch.from_numpy(before[i : i + 128])),
                                                  actions[i : i + 128])).cpu()
              for i in range(0, len(after), 128)]  # each (b, H, W, 3)
-    return psnr(torch.cat(drawn), after)
+    return torch.cat(drawn), after
+
+
+@torch.no_grad()
+def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[int], every: int = 7,
+                        frames: int = 512) -> float:
+    """PSNR of the model's drawings of every `every`-th frame after the first of `episodes` (at most `frames` of
+    them) from their own tokens; with a refiner, each is drawn over the real frame before it (a dream's next
+    frame after a right one)."""
+    return psnr(*reconstruction_frames(model, ds, episodes, every, frames))
 
 
 @torch.no_grad()
@@ -187,7 +266,7 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
 
 
 def write_report(out: str | Path, metrics: dict, examples: dict, fps: int) -> dict[str, Path]:
-    """Write metrics.json, psnr.png (model vs baseline over the horizon) and rollout.mp4/.gif
+    """Write metrics.json, psnr.png (model vs baseline over the horizon, objects beside) and rollout.mp4/.gif
     (real | imagined | difference). Returns the paths."""
     from .media import write_video
 
@@ -201,22 +280,43 @@ def write_report(out: str | Path, metrics: dict, examples: dict, fps: int) -> di
     return paths
 
 
+def _curve(metrics: dict, name: str) -> np.ndarray | None:
+    """metrics["curves"][name] as floats (None -> NaN, a gap in the plot), or None when absent."""
+    curve = metrics["curves"].get(name)
+    return None if curve is None else np.array([np.nan if x is None else x for x in curve], dtype=float)
+
+
 def plot_psnr(metrics: dict, path: Path) -> Path:
-    """PSNR per horizon step, model vs copy-last-frame baseline."""
+    """PSNR and moving-pixel PSNR per horizon step, model vs copy-last-frame baseline; beside it, when the game has
+    an object parser, object recall and precision over the horizon."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = np.arange(1, len(metrics["curves"]["psnr"]) + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.plot(steps, metrics["curves"]["psnr"], "o-", label="world model")
-    ax.plot(steps, metrics["curves"]["baseline_psnr"], "s--", label="copy last real frame")
+    objects = _curve(metrics, "object_recall") is not None
+    fig, axes = plt.subplots(1, 2 if objects else 1, figsize=(11 if objects else 6, 3.5), dpi=120, squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(steps, _curve(metrics, "psnr"), "o-", color="C0", label="world model")
+    ax.plot(steps, _curve(metrics, "baseline_psnr"), "s--", color="C1", label="copy last real frame")
+    if _curve(metrics, "moving_psnr") is not None:
+        ax.plot(steps, _curve(metrics, "moving_psnr"), "o-", color="C2", label="world model, moving pixels")
+        ax.plot(steps, _curve(metrics, "baseline_moving_psnr"), "s--", color="C3", label="copy last, moving pixels")
     ax.set_xlabel("steps imagined (open loop)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"fidelity on {metrics['episodes']} held-out episodes ({metrics['rollouts']} rollouts)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
+    if objects:
+        ax = axes[0, 1]
+        ax.plot(steps, _curve(metrics, "object_recall"), "o-", label="object recall (sprites seen at the start)")
+        ax.plot(steps, _curve(metrics, "object_precision"), "s-", label="object precision")
+        ax.set_xlabel("steps imagined (open loop)")
+        ax.set_ylim(0, 1.02)
+        ax.set_title("objects drawn where they really are")
+        ax.legend(fontsize="small")
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -242,14 +342,19 @@ def log_reconstructions(model: WorldModel, steps: Steps, tracker: Tracker, step:
 
 def log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker: Tracker, step: int,
               samples: int) -> dict:
-    """Fidelity on held-out episodes, logged as eval/... with a real | imagined | difference video."""
+    """Fidelity on held-out episodes, logged as eval/... (eval/psnr_1, eval/moving_psnr_1, eval/object_recall_1, ...
+    at the HORIZON_KEYS, scores with nothing to score left out) with a real | imagined | difference video."""
     model.eval()
     horizon = min(16, max(1, min(ds.episodes[i].steps for i in episodes) - model.cfg.dynamics.context_frames))
     metrics, examples = fidelity(model, ds, episodes, horizon=horizon, samples=samples)
-    flat = {f"eval/{k}_{h}": v for k, d in metrics.items() if k in ("psnr", "ssim", "baseline_psnr")
-            for h, v in d.items()}
+    flat = {f"eval/{k}_{h}": v for k, d in metrics.items()
+            if k in ("psnr", "ssim", "baseline_psnr", "moving_psnr", "baseline_moving_psnr", "object_recall",
+                     "object_precision", "score_match", "lives_match")
+            for h, v in d.items() if v is not None}
     flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "chain_reconstruction_psnr", "reward_f1",
                                                "termination_f1") if metrics.get(k) is not None}
+    flat |= {f"eval/reconstruction_{k}": v for k, v in metrics.get("reconstruction_objects", {}).items()
+             if k in ("object_recall", "object_precision") and v is not None}
     tracker.log(flat, step=step)
     tracker.video("eval/real_imagined_difference", side_by_side(examples["real"], examples["imagined"]),
                   fps=model.cfg.render_fps, step=step)

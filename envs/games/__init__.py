@@ -8,13 +8,17 @@ from ._base import PixelGame
 from .bricks import Bricks
 from .catch import Catch
 from .cave import Cave
+from .objects import KINDS, FrameObjects, Sprite, parse, parser
 
 GAMES: dict[str, type[PixelGame]] = {"Bricks": Bricks, "Cave": Cave, "Catch": Catch}
 """Display name -> game class; each is registered as dreamworld/<name>-v0."""
 MAX_EPISODE_STEPS: dict[str, int] = {"Bricks": 2000, "Cave": 2000, "Catch": 1500}
 """Time limit (truncation) of each game when made through gymnasium."""
 
-__all__ = ["GAMES", "MAX_EPISODE_STEPS", "Bricks", "Catch", "Cave", "PixelGame", "register_games"]
+__all__ = [
+    "GAMES", "KINDS", "MAX_EPISODE_STEPS", "Bricks", "Catch", "Cave", "FrameObjects", "PixelGame", "Sprite", "parse",
+    "parser", "register_games",
+]
 
 
 def register_games() -> None:

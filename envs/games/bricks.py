@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
 
 from ._base import BACKGROUND, HUD_HEIGHT, SIZE, PixelGame, draw_hud, fill_rect, rgb
+
+if TYPE_CHECKING:
+    from .objects import FrameObjects
 
 BRICK_ROWS, BRICK_COLS = 5, 8
 BRICK_W, BRICK_H = 7, 3  # each brick sits in an 8x4 cell, leaving 1 px gaps
@@ -129,6 +132,15 @@ class Bricks(PixelGame):
 
     def _info(self) -> dict[str, Any]:
         return {"score": self.score, "lives": self.lives, "bricks_left": int(self._alive.sum())}
+
+    def true_objects(self) -> FrameObjects:
+        """The sprites, score and lives the frame shows, from the game's state (ground truth for objects.parse)."""
+        from .objects import FrameObjects  # objects.py reads this module's constants
+
+        boxes = [("brick", *self._brick_xy(int(i)), BRICK_W, BRICK_H) for i in np.flatnonzero(self._alive)]
+        boxes.append(("paddle", self.paddle_x, PADDLE_Y, PADDLE_W, PADDLE_H))
+        boxes.append(("ball", self.ball_x, self.ball_y, BALL, BALL))
+        return FrameObjects.from_boxes(boxes, self.score, self.lives)
 
     def scripted_action(self) -> int:
         """Launch, then keep the paddle under the ball, meeting it off-centre to steer towards the bricks."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
 
 from ._base import BACKGROUND, HUD_HEIGHT, SIZE, PixelGame, draw_hud, move_table, plan_first_move, rgb
+
+if TYPE_CHECKING:
+    from .objects import FrameObjects
 
 PLAYER_W, PLAYER_H, PLAYER_Y, PLAYER_SPEED = 8, 2, 60, 2
 GEM, BOMB = 0, 1
@@ -92,6 +95,14 @@ class Catch(PixelGame):
 
     def _info(self) -> dict[str, Any]:
         return {"score": self.score, "lives": self.lives, "items": len(self.items)}
+
+    def true_objects(self) -> FrameObjects:
+        """The sprites, score and lives the frame shows, from the game's state (ground truth for objects.parse)."""
+        from .objects import FrameObjects  # objects.py reads this module's constants
+
+        boxes = [(("gem", "bomb")[kind], x, y, ITEM_SIZE[kind], ITEM_SIZE[kind]) for x, y, _, kind in self.items]
+        boxes.append(("player", self.player_x, PLAYER_Y, PLAYER_W, PLAYER_H))
+        return FrameObjects.from_boxes(boxes, self.score, self.lives)
 
     def scripted_action(self) -> int:
         """Plan the catcher's position over the next 30 steps: catch the gems, never touch a bomb."""

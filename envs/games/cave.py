@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ._base import BACKGROUND, HUD_HEIGHT, SIZE, PixelGame, draw_hud, move_table, plan_first_move, rgb
+
+if TYPE_CHECKING:
+    from .objects import FrameObjects
 
 CAVE_TOP = HUD_HEIGHT  # rows CAVE_TOP..63 scroll; the HUD above stays put
 SHIP_X, SHIP_W, SHIP_H, SHIP_SPEED = 8, 5, 3, 2
@@ -125,6 +128,14 @@ class Cave(PixelGame):
 
     def _info(self) -> dict[str, Any]:
         return {"score": self.score, "distance": self.distance, "gap": self._gap}
+
+    def true_objects(self) -> FrameObjects:
+        """The sprites and score the frame shows, from the game's state (ground truth for objects.parse)."""
+        from .objects import FrameObjects  # objects.py reads this module's constants
+
+        boxes = [("coin", x, y, COIN, COIN) for x, y in self.coins]
+        boxes.append(("ship", SHIP_X, self.ship_y, SHIP_W, SHIP_H))
+        return FrameObjects.from_boxes(boxes, self.score, None)
 
     def scripted_action(self) -> int:
         """Plan the ship's height over the next 40 columns: avoid the walls, collect coins, keep central."""
