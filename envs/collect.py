@@ -53,9 +53,9 @@ def collect(env_id: str, out: str | os.PathLike, steps: int, policy: str | Batch
 
     Running it again after a kill continues where the stored episodes end. 'mixed' alternates random and
     scripted episodes (random play alone where the game has no scripted policy). `policy` may also be an agent: a
-    callable from frames (num_envs, H, W, 3) to actions (num_envs, ...), asked once per step for all envs; its episodes are stored with policy "agent". A share
-    `epsilon` of an agent's actions is replaced by random ones (exploration). Episodes still running when the
-    target is reached are stored as truncated.
+    callable from frames (num_envs, H, W, 3) to actions (num_envs, ...), asked once per step for all envs; its
+    episodes are stored with policy "agent". A share `epsilon` of an agent's actions is replaced by random ones
+    (exploration). Episodes still running when the target is reached are stored as truncated.
     """
     if steps < 1 or num_envs < 1:
         raise ValueError(f"--steps and --num-envs must be >= 1, got {steps} and {num_envs}")
