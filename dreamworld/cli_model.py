@@ -36,7 +36,8 @@ class TrainArgs:
 @dataclass
 class EvaluateArgs:
     """Measure fidelity on held-out episodes: open-loop PSNR/SSIM vs the copy-last-frame baseline, reward and
-    termination F1, reconstruction PSNR. Writes metrics.json, psnr.png and rollout.mp4/.gif."""
+    termination F1, reconstruction PSNR; random and graded closed-loop play in the dream vs the real game. Writes
+    metrics.json, psnr.png, rollout.mp4/.gif and closed_loop.mp4."""
 
     checkpoint: str
     """run directory of a trained world model"""
@@ -55,6 +56,11 @@ class EvaluateArgs:
     random_play: int = 16
     """also play this many random episodes (at most 500 steps) in the dream and in the real game and compare their
     returns and deaths: how far an agent trained in the dream could be misled (0: skip)"""
+    closed_loop_steps: int = 500
+    """closed loop (built-in games with a heuristic policy): steps per episode at most"""
+    closed_loop_episodes: int = 8
+    """closed loop: episodes per policy (the heuristic with 0, 25, 50 and 100% random actions) in the dream and in
+    the real game; does the dream pay, end and rank policies as the game does? Writes closed_loop.mp4 (0: skip)"""
     device: str = "cpu"
     """cpu or cuda"""
 
@@ -109,6 +115,51 @@ def _metric_rows(metrics: dict | None) -> dict:
     return rows
 
 
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    """A number for the tables; n/a for None."""
+    return "n/a" if x is None else format(x, spec)
+
+
+def print_closed_loop(closed: dict) -> None:
+    """Print `graded_play`'s numbers: per policy and world reward/step, end rate, return and presence per kind (% of
+    frames); then per policy the dream/real ratios and presence gaps (points), and the rank correlation."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    kinds = list(closed["policies"][0]["real"]["presence"])
+    table = Table(title=f"closed loop in {closed['env_id']}: heuristic with a share eps of random actions, "
+                        f"{closed['episodes']} episodes x {closed['steps']} steps", box=box.SIMPLE_HEAD)
+    for column in ("eps", "world", "rew/step", "end/step", "return", *kinds):
+        table.add_column(column, justify="right", no_wrap=True)
+    for p in closed["policies"]:
+        for world in ("dream", "real"):
+            m = p[world]
+            table.add_row(f"{p['epsilon']:.2f}", world, _fmt(m["reward_per_step"], ".4f"), _fmt(m["end_rate"], ".4f"),
+                          _fmt(m["return"], ".2f"), *(f"{100 * m['presence'][k]:.0f}%" for k in kinds))
+        table.add_row("", "ratio", _fmt(p["reward_ratio"], ".2f"), _fmt(p["end_ratio"], ".2f"), "",
+                      *(f"{p['presence_gap'][k]:+.0f}" for k in kinds), end_section=True)
+    table.caption = ("kinds: share of frames showing one; ratio rows: dream/real (n/a: the real game gives 0) and "
+                     "presence gaps in points. Spearman rank correlation of the policies' reward/step, dream vs "
+                     f"real: {_fmt(closed['rank_correlation'], '.2f')} (n/a: a world pays every policy alike)")
+    Console().print(table)
+
+
+def _closed_loop(args: EvaluateArgs, env_id: str | None, out, fps: int) -> dict | None:
+    """Run `graded_play` when the game has a heuristic policy and it is asked for; write closed_loop.mp4 into
+    `out`; its numbers (for metrics["closed_loop"]), or None."""
+    from dreamworld.envs.games.heuristics import heuristic
+
+    from .calibration import graded_play, write_closed_loop_video
+
+    if args.closed_loop_episodes <= 0 or not env_id or heuristic(env_id) is None:
+        return None
+    closed = graded_play(args.checkpoint, env_id, steps=args.closed_loop_steps, episodes=args.closed_loop_episodes,
+                         device=args.device)
+    write_closed_loop_video(out / "closed_loop.mp4", closed.pop("frames"), fps)
+    return closed
+
+
 def run_evaluate(args: EvaluateArgs) -> None:
     """Evaluate, write the report, print the table."""
     from pathlib import Path
@@ -132,8 +183,14 @@ def run_evaluate(args: EvaluateArgs) -> None:
         metrics["random_play"] = random_play(args.checkpoint, model.cfg.env_id, episodes=args.random_play,
                                              device=args.device)
     out = Path(args.out) if args.out else Path(args.checkpoint) / "report"
+    closed = _closed_loop(args, model.cfg.env_id, out, model.cfg.render_fps)
+    if closed is not None:
+        metrics["closed_loop"] = closed
     paths = write_report(out, metrics, examples, model.cfg.render_fps)
     print_table(f"fidelity of {args.checkpoint} on {len(episodes)} episodes of {args.data}", _metric_rows(metrics))
+    if closed is not None:
+        print_closed_loop(closed)
+        paths["closed loop video"] = out / "closed_loop.mp4"
     for name, path in paths.items():
         print(f"{name}: {path}")
 

@@ -140,7 +140,8 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert load(run).termination is None and load(run).dynamics.end_head is not None  # the others train the CNN
     assert "dreamworld train" in out.stdout and "PSNR h=1" in out.stdout
     out = subprocess.run([*dw, "evaluate", "--checkpoint", str(run), "--data", str(data), "--horizon", "8",
-                          "--samples", "8", "--holdout", "0.34", "--out", str(report), "--random-play", "3"],
+                          "--samples", "8", "--holdout", "0.34", "--out", str(report), "--random-play", "3",
+                          "--closed-loop-steps", "20", "--closed-loop-episodes", "2"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((report / "metrics.json").read_text())
@@ -153,6 +154,10 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
     assert play["episodes"] == 3 and play["real_return"] >= 0 and 0 <= play["dream_terminated"] <= 1
     assert 1 <= play["dream_length"] <= play["steps"] and 1 <= play["real_length"] <= play["steps"]
     assert "random play" in out.stdout
+    closed = metrics["closed_loop"]  # graded policies in the dream and in the real game
+    assert len(closed["policies"]) >= 2 and (report / "closed_loop.mp4").stat().st_size > 1000
+    for key in ("psnr", "moving_psnr", "object_recall", "object_precision", "score_match"):
+        assert set(metrics[key]) == {"1", "2", "4", "8"}
     assert (report / "psnr.png").stat().st_size > 1000
     video = iio.imread(report / "rollout.mp4")
     assert video.shape[0] == 4 * 8 and video.shape[-1] == 3  # 4 example rollouts of 8 frames
