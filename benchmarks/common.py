@@ -100,8 +100,8 @@ def load_phase_inputs(args: PhaseArgs):
 
 def apply_settings(cfg, settings: list[str], variant: str, example: str):
     """(`cfg` with each FIELD=VALUE of `settings` applied, the learning rate an lr=VALUE names or None), for a
-    benchmark's `--variants` entry `variant`: number fields take numbers, lists of ints are written 16,32,32.
-    Anything else exits naming the entry and `example`."""
+    benchmark's `--variants` entry `variant`: number fields take numbers, text fields text (encoder=patches), lists
+    of ints are written 16,32,32. Anything else exits naming the entry and `example`."""
     lr, names = None, {f.name for f in fields(cfg)}
     for setting in settings:
         name, _, value = setting.partition("=")
@@ -110,6 +110,8 @@ def apply_settings(cfg, settings: list[str], variant: str, example: str):
             lr = float(value)
         elif isinstance(current, (int, float)) and not isinstance(current, bool):
             cfg = replace(cfg, **{name: type(current)(float(value))})
+        elif isinstance(current, str):
+            cfg = replace(cfg, **{name: value})
         elif isinstance(current, list):
             cfg = replace(cfg, **{name: [int(v) for v in value.split(",")]})
         else:

@@ -28,7 +28,9 @@ from rich.table import Table
 
 from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
-from dreamworld.evaluate import reconstruction_psnr
+from dreamworld.envs.games.objects import parser
+from dreamworld.evaluate import reconstruction_frames, reconstruction_psnr
+from dreamworld.fidelity_metrics import object_counts, object_scores
 from dreamworld.phases import run_phase
 from dreamworld.precision import Precision, flush_denormals, resolve
 from dreamworld.presets import preset
@@ -70,6 +72,30 @@ def worst_pixel_errors(model: WorldModel, frames: np.ndarray) -> torch.Tensor:
     return (drawn.int() - real.int()).abs().amax(dim=(1, 2, 3)).float()
 
 
+@torch.no_grad()
+def unstable_codes(model: WorldModel, frames: np.ndarray) -> float:
+    """Of consecutive frames (F, H, W, 3), the share of token positions whose patch did not change whose code did:
+    codes that move while the pixels stand still are noise the dynamics must predict."""
+    tokens = model.encode(torch.from_numpy(frames))  # (F, N)
+    (h, w), p = model.tokenizer.grid, frames.shape[1] // model.tokenizer.grid[0]
+    patches = torch.from_numpy(frames).view(len(frames), h, p, w, p, 3).transpose(2, 3).reshape(len(frames), h * w, -1)
+    still = (patches[1:] == patches[:-1]).all(-1)  # (F - 1, N)
+    moved = tokens[1:] != tokens[:-1]  # (F - 1, N)
+    return float((moved & still).sum() / still.sum().clamp_min(1))
+
+
+def object_recall(model: WorldModel, ds: EpisodeDataset, held: list[int]) -> dict | None:
+    """Object recall and precision (overall and per kind) of the tokenizer's drawings of held-out frames, for
+    games with a frame parser; None otherwise."""
+    parse = parser(ds.env_id)
+    if parse is None:
+        return None
+    drawn, real = reconstruction_frames(model, ds, held, every=3, frames=2048)
+    scores = object_scores(object_counts([parse(f) for f in real], [parse(f) for f in drawn.numpy()]))
+    return {"recall": scores["object_recall"], "precision": scores["object_precision"],
+            "recall_by_kind": scores["recall_by_kind"]}
+
+
 def apply_variant(tokenizer: TokenizerConfig, variant: str, lr: float) -> tuple[TokenizerConfig, float]:
     """The tokenizer config and peak learning rate that a `--variants` entry names (`default`: both unchanged)."""
     if variant == "default":
@@ -87,6 +113,7 @@ def main(args: Args) -> dict:
     train_eps, held = split_episodes(ds, TrainConfig().holdout)
     steps = load_steps(ds, train_eps, progress=False)
     held_frames = np.concatenate([ds.episode(i)["frames"][::5] for i in held])[:1024]  # (<= 1024, H, W, 3)
+    held_frames_consecutive = ds.episode(held[0])["frames"][:512]  # (<= 512, H, W, 3)
     cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=1.0, checkpoint_seconds=1e9, seed=args.seed)
     canvas = torch.randperm(len(steps.frames), generator=torch.Generator().manual_seed(args.seed))
     canvas_frames = steps.frames[canvas[: cfg.canvas_frames].sort().values.numpy()]  # (canvas_frames, H, W, 3)
@@ -116,15 +143,20 @@ def main(args: Args) -> dict:
             "seconds": phase["seconds"], "final_loss": phase["final_loss"],
             "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held, every=3, frames=2048),
             "worst_pixel_median": statistics.median(worst.tolist()),
-            "worst_pixel_p90": float(worst.quantile(0.9))}
+            "worst_pixel_p90": float(worst.quantile(0.9)),
+            "objects": object_recall(model, ds, held),
+            "unstable_codes": unstable_codes(model, held_frames_consecutive)}
     table = Table(title=f"tokenizer phase, {args.seconds:.0f} s each, {args.data}")
     for col in ("widths, precision, batch, variant", "parameters", "steps", "final loss", "held-out PSNR",
-                "worst pixel median / p90"):
+                "worst pixel median / p90", "object recall / precision", "unstable codes"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
         table.add_row(name, f"{r['params']:,}", str(r["steps"]), f"{r['final_loss']:.4f}",
                       f"{r['heldout_reconstruction_psnr']:.2f}",
-                      f"{r['worst_pixel_median']:.0f} / {r['worst_pixel_p90']:.0f}")
+                      f"{r['worst_pixel_median']:.0f} / {r['worst_pixel_p90']:.0f}",
+                      "-" if r["objects"] is None
+                      else f"{r['objects']['recall']:.3f} / {r['objects']['precision']:.3f}",
+                      f"{r['unstable_codes']:.3f}")
     Console().print(table)
     return save_results(args, data=args.data, seconds=args.seconds, rows=rows)
 

@@ -38,9 +38,10 @@ class TokenizerConfig:
     groups: int = 8
     """GroupNorm groups (each stage width must be divisible by it)."""
     encoder: Literal["frame", "patches"] = "frame"
-    """frame: the encoder runs over the whole frame, so a token's code hangs on every pixel (GroupNorm statistics and
-    the receptive field span the frame: a change anywhere moves codes everywhere); patches: the same encoder runs
-    on each token's patch alone, so a patch that does not change keeps its code (the decoder still sees them all)"""
+    """frame: a conv encoder runs over the whole frame, so a token's code hangs on every pixel (GroupNorm statistics
+    and the receptive field span the frame: a change anywhere moves codes everywhere); patches: non-overlapping
+    stride-2 convs read each token's patch alone, so a patch that does not change keeps its code (the decoder
+    still sees them all)"""
     edge_weight: float = 4.0
     """Extra loss weight on pixels near an edge (local colour range in a 3x3 window, 0..1)."""
     background_weight: float = 4.0
@@ -131,6 +132,35 @@ def _encoder(cfg: TokenizerConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class PointwiseBlock(nn.Module):
+    """Residual 1x1-conv MLP (channels -> 2x -> channels) at each position alone."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, 2 * channels, 1), nn.GELU(approximate="tanh"),
+                                  nn.Conv2d(2 * channels, channels, 1))
+        nn.init.zeros_(self.body[-1].weight)  # each block starts as the identity
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, C, h, w)."""
+        return x + self.body(x)
+
+
+def _patch_encoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """Stride-2 2x2 convs between stages and 1x1 blocks within them, no normalisation: a token's code is a function
+    of its own patch's pixels alone (every receptive field stays inside one patch), with the same filters at every
+    place in it, computed over the whole frame at once."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c, n in zip(cfg.channels, cfg.blocks, strict=True):
+        layers += [nn.Conv2d(c_in, c, 2, stride=2), nn.GELU(approximate="tanh")]
+        layers += [PointwiseBlock(c) for _ in range(n)]
+        c_in = c
+    layers.append(nn.Conv2d(c_in, len(cfg.levels), 1))
+    return nn.Sequential(*layers)
+
+
 def _decoder(cfg: TokenizerConfig) -> nn.Sequential:
     """The encoder's mirror: 1x1 conv from the FSQ dims, residual blocks, stride-2 4x4 transposed convs."""
     layers: list[nn.Module] = [nn.Conv2d(len(cfg.levels), cfg.channels[-1], 1)]
@@ -163,7 +193,7 @@ class Tokenizer(nn.Module):
         if cfg.image_size % factor:
             raise ValueError(f"image_size {cfg.image_size} is not a multiple of the downsampling factor {factor}: "
                              "use fewer stages in channels or another image size")
-        self.encoder = _encoder(cfg)
+        self.encoder = _encoder(cfg) if cfg.encoder == "frame" else _patch_encoder(cfg)
         self.fsq = FSQ(cfg.levels)
         self.decoder = _decoder(cfg)
         self.canvas = nn.Parameter(torch.full((3, cfg.image_size, cfg.image_size), 0.5))
@@ -206,13 +236,7 @@ class Tokenizer(nn.Module):
     def _codes(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> quantized codes (B, h, w, dim)."""
         x = self._to_input(frames)  # (B, 3, H, W)
-        if self.cfg.encoder == "frame":
-            return self.fsq(self.encoder(x).permute(0, 2, 3, 1))  # (B, h, w, dim)
-        (h, w), B = self.grid, x.shape[0]
-        p = self.cfg.image_size // h
-        patches = x.view(B, 3, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(B * h * w, 3, p, p)  # (B*h*w, 3, p, p)
-        z = self.encoder(patches).view(B, h, w, -1)  # (B*h*w, dim, 1, 1) -> (B, h, w, dim)
-        return self.fsq(z)
+        return self.fsq(self.encoder(x).permute(0, 2, 3, 1))  # (B, h, w, dim)
 
     def _render(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, h, w, dim) -> unclamped image (B, 3, H, W), 0..1 in the pixel range."""
