@@ -48,6 +48,9 @@ class DynamicsConfig:
     """dropout on attention outputs and MLPs"""
     rope_base: float = 1000.0
     """base of the rotary frequencies over the frame index"""
+    sampler_stride: tuple[int, int] = (2, 4)
+    """coherent sampler: tokens at the same (row, column) offset of this stride over the token grid are drawn
+    together, the groups one after another (rows * cols passes a frame; the grid's size draws token by token)"""
     sampler: Literal["coherent", "independent"] = "coherent"
     """how the next frame's tokens are drawn from the states: coherent (token_decoder.py: token after token, digit
     after digit, each conditioned on the choices before it) or independent (one softmax per FSQ digit of every
@@ -171,8 +174,9 @@ class Dynamics(nn.Module):
         if cfg.sampler not in ("coherent", "independent"):
             raise ValueError(f"dynamics sampler must be 'coherent' or 'independent', got {cfg.sampler!r}")
         self.token_head = nn.Linear(cfg.d_model, sum(self.levels)) if cfg.sampler == "independent" else None
-        self.decoder = (TokenDecoder(cfg.d_model, cfg.n_heads, self.levels) if cfg.sampler == "coherent"
-                        else None)
+        side = math.isqrt(tokens_per_frame)  # square token grids
+        self.decoder = (TokenDecoder(cfg.d_model, cfg.n_heads, self.levels, (side, side), tuple(cfg.sampler_stride))
+                        if cfg.sampler == "coherent" else None)
         self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
         self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
         # no end head when the world model reads terminations off the drawn frames (termination.py)

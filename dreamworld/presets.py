@@ -18,10 +18,10 @@ PRESETS = get_args(PresetName)
 def preset(name: str) -> WorldModelConfig:
     """The world-model config of a preset (env facts are filled in from the dataset at training time)."""
     if name == "tiny":
-        # 4x4 tokens per frame: a 16-token frame is what makes CPU play and dream training fast. A narrow, shallow
-        # transformer (0.44M parameters; 3.3M before stop 33 at 256 wide, 4 deep) takes 4-6x the steps in a CPU
-        # budget and predicts better for it (docs/world_model_log.md, *A smaller dynamics transformer*)
-        tok = TokenizerConfig()
+        # 8x8 tokens of 8x8 pixels, each read from its own patch (stable codes) from 1,000 codes: a 2x2 gem is
+        # drawn where 16x16 patches of 64,000 codes smeared it (docs/experiments.md). A narrow, shallow transformer
+        # takes many steps in a CPU budget; the sampler draws a frame in 8 passes of 8 tokens
+        tok = TokenizerConfig(channels=[32, 64, 128], blocks=[1, 1, 1], levels=[8, 5, 5, 5], encoder="patches")
         dyn = DynamicsConfig(d_model=128, n_layers=2, n_heads=2, context_frames=8)
     elif name == "small":
         # 8x8 tokens: Atari frames carry more detail than the built-in games
@@ -74,11 +74,10 @@ class ModelOptions:
     """frame: the tokenizer's encoder sees the whole frame (a change anywhere moves every code); patches: each
     token's code is read from its patch alone, so unchanged patches keep their codes (default: the preset's)"""
     tokenizer_channels: tuple[int, ...] | None = None
-    """width of each tokenizer stage, one per halving of the frame (default: the preset's; tiny: 16 32 64 128,
-    before stop 31 32 64 128 128, which the README's bar rows on CPUs with native bfloat16 ran with)"""
+    """width of each tokenizer stage, one per halving of the frame (default: the preset's; tiny: 32 64 128)"""
     dynamics_size: tuple[int, int, int] | None = None
-    """the dynamics transformer as WIDTH LAYERS HEADS (default: the preset's; tiny: 128 2 2, before stop 33
-    256 4 4); WIDTH / HEADS must be 16, 32, 64 or 128"""
+    """the dynamics transformer as WIDTH LAYERS HEADS (default: the preset's; tiny: 128 2 2); WIDTH / HEADS must
+    be 16, 32, 64 or 128"""
 
     def config(self) -> WorldModelConfig:
         """The world-model config these options describe (env facts are filled in from the dataset in training)."""

@@ -253,12 +253,13 @@ def test_model_options_build_what_they_name():
     assert ModelOptions(rewards="frames").differences(cfg) == [
         "preset 'small' (asked: 'tiny')", "termination_channels [8, 16] (asked: [16, 32, 32])",
         "termination_hidden 32 (asked: 128)", "refiner True (asked: False)", "refiner_width 16 (asked: None)",
-        "tokenizer_encoder 'patches' (asked: 'frame')", "tokenizer_channels [32, 64, 128] (asked: [16, 32, 64, 128])",
         "dynamics_size [384, 6, 6] (asked: [128, 2, 2])"]
     assert ModelOptions().differences(plain) == []
-    assert ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config().tokenizer.channels == [32, 64, 128, 128]
-    assert ModelOptions().differences(ModelOptions(tokenizer_channels=(32, 64, 128, 128)).config()) == [
-        "tokenizer_channels [32, 64, 128, 128] (asked: [16, 32, 64, 128])"]
+    assert ModelOptions(tokenizer_channels=(16, 32, 64)).config().tokenizer.channels == [16, 32, 64]
+    assert ModelOptions().differences(ModelOptions(tokenizer_channels=(16, 32, 64)).config()) == [
+        "tokenizer_channels [16, 32, 64] (asked: [32, 64, 128])"]
+    assert ModelOptions().differences(ModelOptions(tokenizer_encoder="frame").config()) == [
+        "tokenizer_encoder 'frame' (asked: 'patches')"]
     assert ModelOptions(refiner=True, refiner_width=32).config().refiner.width == 32
     assert ModelOptions(refiner=True).differences(ModelOptions(refiner=True, refiner_width=32).config()) == [
         "refiner_width 32 (asked: 16)"]
@@ -272,7 +273,7 @@ def test_model_options_build_what_they_name():
     for width in (8, 0):  # a width without a refiner, and a width of nothing, are refused
         with pytest.raises(ValueError, match="--refiner-width .* positive channel count and needs --refiner"):
             ModelOptions(refiner=width == 0, refiner_width=width).config()
-    with pytest.raises(ValueError, match="needs 4 widths for the tiny preset"):
+    with pytest.raises(ValueError, match="needs 3 widths for the tiny preset"):
         ModelOptions(tokenizer_channels=(16, 32)).config()
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         ModelOptions(preset="huge").config()

@@ -113,19 +113,47 @@ def test_coherent_sampler_draws_what_training_scores():
     assert not torch.allclose(earlier[:, -1], logits[:, -1])
 
 
+def test_sampler_groups_lie_apart_and_see_only_earlier_groups():
+    """Tokens drawn together sit a stride apart; a token's logits change with the tokens of earlier groups and
+    with none of its own group's or later groups' (no token sees its own answer)."""
+    from dreamworld.token_decoder import group_order
+
+    order = group_order((4, 4), (2, 4))  # 8 groups of 2
+    rows, cols = order // 4, order % 4
+    assert torch.equal(rows[:2], torch.tensor([0, 2])) and torch.equal(cols[:2], torch.tensor([0, 0]))
+    assert sorted(order.tolist()) == list(range(16))
+    torch.manual_seed(8)
+    model = WorldModel(toy_config()).eval()
+    for p in model.dynamics.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    states = torch.randn(1, 16, model.cfg.dynamics.d_model)
+    tokens = torch.randint(model.tokenizer.vocab_size, (1, 16))
+    logits = model.dynamics.token_logits(states, tokens)
+    for k, position in enumerate(order.tolist()):
+        changed = tokens.clone()
+        changed[0, position] = (changed[0, position] + 1) % model.tokenizer.vocab_size
+        moved = (model.dynamics.token_logits(states, changed) - logits).abs().amax(-1)[0] > 1e-6  # (16,)
+        moved[position] = False  # its own later digits see its earlier ones
+        group_end = 2 * (k // 2 + 1)
+        assert not moved[order[:group_end]].any()  # neither its group nor earlier ones see it
+        assert group_end == 16 or moved[order[group_end:]].any()  # later groups do
+
+
 def test_coherent_sampler_draws_from_the_joint_distribution():
     """At temperature 1 the sampled tokens follow the decoder's own joint distribution: the frequency of each
-    whole code of a one-token frame matches the product of its digits' conditionals."""
+    whole code of the first token drawn matches the product of its digits' conditionals."""
     torch.manual_seed(7)
-    cfg = toy_config()
-    model = WorldModel(cfg).eval()
+    model = WorldModel(toy_config()).eval()
     for p in model.dynamics.decoder.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    state = torch.randn(1, 1, cfg.dynamics.d_model).expand(4000, 1, -1)
-    drawn = model.dynamics.sample(state, 1.0, torch.Generator().manual_seed(0))[:, 0]  # (4000,)
-    code, count = drawn.unique(return_counts=True)
+    state = torch.randn(1, 16, model.cfg.dynamics.d_model).expand(4000, -1, -1)
+    first = model.dynamics.decoder.order[0]
+    drawn = model.dynamics.sample(state, 1.0, torch.Generator().manual_seed(0))  # (4000, 16)
+    code, count = drawn[:, first].unique(return_counts=True)
     top = code[count.argmax()]
-    logits = model.dynamics.token_logits(state[:1], top.view(1, 1))[0, 0]  # (sum(levels),)
+    tokens = drawn[:1].clone()
+    tokens[0, first] = top
+    logits = model.dynamics.token_logits(state[:1], tokens)[0, first]  # (sum(levels),)
     log_p = sum(part.log_softmax(-1)[digit] for part, digit in
                 zip(logits.split(model.dynamics.levels), model.dynamics.digits(top), strict=True))
     assert abs(count.max().item() / 4000 - log_p.exp().item()) < 0.03
