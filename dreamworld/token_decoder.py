@@ -67,8 +67,8 @@ class CausalLayer(nn.Module):
 
 
 class TokenDecoder(nn.Module):
-    """Next-frame tokens from the dynamics' states, each token conditioned on those before it and each digit on
-    the digits before it (module docstring)."""
+    """Next-frame tokens from the dynamics' states, each group of tokens conditioned on the groups before it and
+    each digit on the digits before it in its token (module docstring)."""
 
     def __init__(self, d_model: int, n_heads: int, levels: list[int], grid: tuple[int, int],
                  stride: tuple[int, int]):
@@ -83,7 +83,7 @@ class TokenDecoder(nn.Module):
         self.register_buffer("levels_t", torch.tensor(self.levels), persistent=False)
         self.register_buffer("offsets", torch.cumsum(torch.tensor([0, *self.levels[:-1]]), 0), persistent=False)
         self.first = nn.Parameter(torch.zeros(d_model))
-        """stands in for the token before the frame's first"""
+        """stands in for the tokens before the first group"""
         self.token_embed = nn.Embedding(sum(self.levels), d_model)
         """a token is the sum of its digits' rows"""
         self.layer = CausalLayer(d_model, n_heads, self.group)
@@ -103,7 +103,7 @@ class TokenDecoder(nn.Module):
 
     def forward(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits: states (..., N, C) and the true next tokens (..., N) -> digit logits
-        (..., N, sum(levels)), digit d of token j given tokens < j and digits < d of token j."""
+        (..., N, sum(levels)), digit d of token j given the tokens of earlier groups and digits < d of token j."""
         lead, (N, C), S = h.shape[:-2], h.shape[-2:], self.group
         h = h.reshape(-1, N, C)[:, self.order]  # (M, N, C) in group order
         tokens = tokens.reshape(-1, N)[:, self.order]  # (M, N)
