@@ -13,13 +13,17 @@ def load(run, device="cpu"):
     return _load(run, device)
 
 
-def register_dream() -> None:
-    """Register `dreamworld/Dream-v0` (env and native vector env) with Gymnasium; a no-op when already there."""
+def register_envs() -> None:
+    """Register `dreamworld/Dream-v0` (env and native vector env) and the built-in games (`dreamworld/Catch-v0`,
+    ...) with Gymnasium; ids already there are kept."""
     import gymnasium
+
+    from .envs.games import register_games
 
     if DREAM_ID not in gymnasium.registry:
         gymnasium.register(DREAM_ID, entry_point="dreamworld.dream_env:DreamEnv",
                            vector_entry_point="dreamworld.dream_vector_env:DreamVectorEnv")
+    register_games()
 
 
-register_dream()
+register_envs()

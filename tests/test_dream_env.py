@@ -73,7 +73,7 @@ def test_check_env(runs, run, obs_type, temperature):
 
 
 def test_make_and_make_vec(runs):
-    dreamworld.register_dream()  # idempotent
+    dreamworld.register_envs()  # idempotent
     env = gym.make("dreamworld/Dream-v0", checkpoint=runs["discrete"], obs_type="latent")
     assert isinstance(env.unwrapped, DreamEnv) and env.metadata["render_fps"] == 15
     obs, _ = env.reset(seed=0)

@@ -63,3 +63,17 @@ def test_console_script_help_shows_field_docs():
     out = subprocess.run([str(script), "collect", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "collect until the dataset holds this many steps" in out.stdout
+
+
+def test_importing_dreamworld_registers_the_built_in_games():
+    """`import dreamworld` alone makes the built-in games known to Gymnasium, so `gymnasium.make` and
+    stable-baselines3's `make_vec_env` find them."""
+    code = ("import dreamworld, gymnasium\n"
+            "from stable_baselines3.common.env_util import make_vec_env\n"
+            "env = gymnasium.make('dreamworld/Catch-v0')\n"
+            "obs, _ = env.reset(seed=0)\n"
+            "vec = make_vec_env('dreamworld/Bricks-v0', n_envs=2, seed=0)\n"
+            "print(obs.shape, vec.reset().shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["(64,", "64,", "3)", "(2,", "64,", "64,", "3)"]
