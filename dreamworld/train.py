@@ -48,8 +48,9 @@ class TrainConfig:
     on the run's clock; loading the data before and the evaluation after come on top"""
     steps: int | None = None
     """optimisation steps for all phases together (split by tokenizer_share, termination_share, outcome_share)"""
-    tokenizer_share: float = 0.32
-    """share of the budget spent on the tokenizer (0.4 before it trained in bfloat16: about as many steps)"""
+    tokenizer_share: float = 0.15
+    """share of the budget spent on the tokenizer (the tiny preset's draws Catch's sprites from about 2,000 steps;
+    the dynamics need the time more, docs/experiments.md)"""
     refiner_share: float = 0.1
     """share of the budget spent on the refiner (models without one give it to the dynamics)"""
     refiner_runs: int = 8
@@ -98,12 +99,11 @@ class TrainConfig:
     termination_reward_share: float = 0.25
     """share of termination batch rows drawn from steps with a reward, for a termination model that reads rewards
     too (dreamworld train --rewards frames)"""
-    outcome_share: float = 0.08
+    outcome_share: float = 0.12
     """share of the budget spent retraining the reward head (and the end head, with --termination tokens) on the
-    frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states comes out of
-    it (about 26 s of the 72 s of a 15-minute run, for 28k steps of the tiny preset on 2 cores). Skipped, its share
-    going to the dynamics, when the termination CNN reads the rewards too (--rewards frames): nothing reads the
-    dynamics' reward head then"""
+    frozen dynamics' states after the dynamics phase (outcome.py); 0 skips it. Computing the states of every
+    training frame comes out of it. Skipped, its share going to the dynamics, when the termination CNN reads the
+    rewards too (--rewards frames): nothing reads the dynamics' reward head then"""
     outcome_batch_size: int = 256
     """outcome batch: steps (the dynamics' state of a frame, the next frame's tokens, reward, termination)"""
     outcome_event_share: float = 0.25
@@ -116,8 +116,9 @@ class TrainConfig:
     horizon (h=1 30.10 against 29.99 dB, h=16 26.56 against 26.25, on a 2-core AVX2 CPU;
     benchmarks/dynamics_phase.py). GPU runs pass larger ones (--batch-size 64)"""
     sequence_frames: int | None = None
-    """steps per dynamics training sequence (default: twice the model's context_frames); attention inside a
-    sequence reaches back context_frames frames, as in generation"""
+    """steps per dynamics training sequence (default: the model's context_frames; a step costs in proportion, so
+    shorter sequences buy more steps); attention inside a sequence reaches back context_frames frames, as in
+    generation"""
     tokenizer_batch_size: int = 16
     """tokenizer batch: frames. A time budget favours more, smaller steps: in the same 225-288 s on Catch, 16 frames
     a step took 1.75-2.2x the steps of 32 and drew held-out frames 0.5-1.2 dB better on a 2-core AVX2 CPU
@@ -404,5 +405,5 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
 
 def sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
-    """Steps per dynamics training sequence: cfg.sequence_frames, or twice the model's context."""
-    return cfg.sequence_frames or 2 * model.cfg.dynamics.context_frames
+    """Steps per dynamics training sequence: cfg.sequence_frames, or the model's context."""
+    return cfg.sequence_frames or model.cfg.dynamics.context_frames

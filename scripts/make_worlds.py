@@ -69,7 +69,7 @@ class MakeWorldsArgs:
     """games whose termination CNN reads the rewards too (dreamworld train --rewards frames; the outcome phase is
     then skipped and its share goes to the dynamics). Off by default: a sampled Catch dream's flickering score
     digits read as catches (docs/world_model_log.md)"""
-    tokenizer_share: float = 0.32
+    tokenizer_share: float = 0.15
     """share of the budget spent on the tokenizer (`dreamworld train`'s default)"""
     agent_minutes: float = 10.0
     """budget of the agent trained in each world's dream"""

@@ -46,9 +46,9 @@ def test_loop_end_to_end(tmp_path):
     state = _check_finished(out, 160, 2)
     assert state["final"]["episodes"] == 1 and state["final"]["real_length"] > 0
     assert state["model_rewound"] == 1  # the second iteration trained the same world model further
-    # 4 steps per iteration, shared out 1 / 1 / 2 / 1 (rounded, at least one each) over tokenizer, termination
+    # 4 steps per iteration, shared out 1 / 1 / 3 / 1 (rounded, at least one each) over tokenizer, termination
     # model, dynamics and outcome heads
-    assert load_train_state(out / "world_model")["global_step"] == 10
+    assert load_train_state(out / "world_model")["global_step"] == 12
     again = subprocess.run(_loop(out, 160, 80, "--final-episodes", "1"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads((out / "loop.json").read_text()) == state  # nothing left to do
 

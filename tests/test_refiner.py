@@ -225,7 +225,7 @@ def test_a_refiner_phase_saved_in_one_parameter_group_resumes_in_two():
 
 
 def test_the_refiner_share_counts_only_for_a_model_with_a_refiner():
-    cfg = TrainConfig(tokenizer_share=0.78, termination_share=0.07)  # + outcome 0.08 + refiner 0.1 = 1.03
+    cfg = TrainConfig(tokenizer_share=0.78, termination_share=0.07, outcome_share=0.08)  # + refiner 0.1 = 1.03
     check_shares(cfg, WorldModel(toy_config()))
     with pytest.raises(ValueError, match="--refiner-share"):
         check_shares(cfg, _refiner_model())

@@ -198,7 +198,7 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     from dreamworld.tracking import Tracker
     from dreamworld.world_model import WorldModel
 
-    cfg = TrainConfig(minutes=10)  # outcome share 0.08
+    cfg = TrainConfig(minutes=10, outcome_share=0.08)
     assert [phase_end(cfg, p) for p in ("tokenizer", "termination", "dynamics", "outcome")] == pytest.approx(
         [None, None, 552, 600])
     assert phase_end(TrainConfig(steps=100), "dynamics") is None  # a budget of steps only: no clock
