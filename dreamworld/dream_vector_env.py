@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import checkpoint as ckpt
+from .dynamics import gumbel
 from .precision import resolve
 from .world_model import DreamState, WorldModel, WorldModelConfig
 
@@ -347,7 +348,7 @@ class DreamVectorEnv(VectorEnv):
         uniform = torch.stack([torch.rand(shape, generator=self._gens[r], device=hidden.device)
                                for r in rows])  # (stepping rows, N, sum(levels))
         noise = torch.zeros(len(hidden), *shape, device=hidden.device)  # (B, N, sum(levels))
-        noise[torch.as_tensor(rows, device=hidden.device)] = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
+        noise[torch.as_tensor(rows, device=hidden.device)] = gumbel(uniform)
         return self.model.sample(hidden, self.temperature, noise=noise)
 
     def _observe(self) -> np.ndarray:

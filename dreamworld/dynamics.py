@@ -88,6 +88,11 @@ def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
     return out.flatten(-2)  # (B, H, N, D)
 
 
+def gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    """Uniform draws in [0, 1) -> Gumbel noise of the same shape (argmax of logits + it samples the softmax)."""
+    return -torch.log(-torch.log(uniform.clamp_min(1e-20)))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with frame-causal self-attention."""
 
@@ -278,8 +283,7 @@ class Dynamics(nn.Module):
         above it a draw from softmax(logits / temperature), with Gumbel noise (B, N, sum(levels)) from `noise` or
         made with `generator`."""
         if temperature > 0 and noise is None:
-            uniform = torch.rand(*h.shape[:-1], sum(self.levels), generator=generator, device=h.device)
-            noise = -torch.log(-torch.log(uniform.clamp_min(1e-20)))  # (B, N, sum(levels)) Gumbel
+            noise = gumbel(torch.rand(*h.shape[:-1], sum(self.levels), generator=generator, device=h.device))
         if self.decoder is not None:
             return self.decoder.sample(h, temperature, noise)
         logits = self.token_head(h).float()  # (B, N, sum(levels))
