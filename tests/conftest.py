@@ -1,15 +1,38 @@
-"""Test-wide settings: these must be set before dreamworld (and its kernels) are imported."""
+"""Test-wide settings: these must be set before dreamworld (and its kernels) are imported.
+
+Property-based tests (hypothesis) run under the profile "dreamworld": 200 examples per property, no deadline (a
+busy 2-core CI machine makes example times vary); with `-m slow` the profile "dreamworld-slow" runs 1,000.
+`--hypothesis-profile NAME` picks another.
+"""
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors in the interpreter
+import torch
+
+if not torch.cuda.is_available():  # importing torch does not import triton: the choice below still counts
+    # Triton kernels run on CPU tensors in the interpreter; with CUDA they compile, so the gpu tests run
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame windows without a screen
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests about tracking switch to offline themselves
 os.environ.setdefault("WANDB_SILENT", "true")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+EXAMPLES, SLOW_EXAMPLES = 200, 1000
+"""Examples per property: in the default run, and with `-m slow`."""
+settings.register_profile("dreamworld", max_examples=EXAMPLES, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dreamworld-slow", parent=settings.get_profile("dreamworld"), max_examples=SLOW_EXAMPLES)
+settings.load_profile("dreamworld")
+
+
+def pytest_configure(config):
+    """`-m slow` (and any marker expression that selects slow tests without negating them) runs more examples."""
+    marks = config.getoption("markexpr", "") or ""
+    if "slow" in marks and "not slow" not in marks and not config.getoption("hypothesis_profile", None):
+        settings.load_profile("dreamworld-slow")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,6 +1,7 @@
 """The world model on a CUDA device, where its attention and norms run through the compiled Triton kernels:
 the same numbers as the PyTorch path, KV-cache generation equal to the teacher-forced pass, bfloat16 training
-close to float32. Run in their own process: `TRITON_INTERPRET=0 pytest -m gpu tests/test_gpu_model.py`."""
+close to float32. On a CUDA machine the conftest leaves TRITON_INTERPRET unset, so the kernels compile:
+`pytest -m gpu tests/test_gpu_model.py`."""
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 @pytest.fixture
 def model(monkeypatch):
     if launch.interpreting():
-        pytest.skip("needs compiled kernels: run with TRITON_INTERPRET=0")
+        pytest.skip("needs compiled kernels: unset TRITON_INTERPRET")
     monkeypatch.delenv("DREAMWORLD_ATTENTION", raising=False)
     monkeypatch.delenv("DREAMWORLD_RMS_NORM", raising=False)
     torch.manual_seed(0)

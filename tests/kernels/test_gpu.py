@@ -1,6 +1,6 @@
 """The compiled Triton kernels on a CUDA device, with the launch configs a GPU gets (larger blocks than the
 interpreter's, autotuned where a GPU is present): every interpreter case again, plus shapes that span many blocks.
-Run in their own process: `TRITON_INTERPRET=0 pytest -m gpu tests/kernels`."""
+On a CUDA machine the conftest leaves TRITON_INTERPRET unset, so they compile: `pytest -m gpu tests/kernels`."""
 
 import pytest
 import torch
