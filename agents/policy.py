@@ -11,14 +11,16 @@ import numpy as np
 import torch
 
 from dreamworld.checkpoint import CheckpointError, read_config_json, read_safetensors, write_json, write_safetensors
+from dreamworld.envs.games.object_vector import ObjectEncoder
 
 from .networks import ActorCritic, NetworkConfig
 
 FORMAT = "dreamworld-agent"
 VERSION = 1
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
-OBS_TYPES = ("pixels", "latent", "vector")
-"""What the policy observes: game frames, a world model's latent codes, or any other array (e.g. CartPole)."""
+OBS_TYPES = ("pixels", "latent", "objects", "vector")
+"""What the policy observes: game frames, a world model's latent codes, a built-in game's object vectors, or any
+other array (e.g. CartPole)."""
 
 
 def obs_space_to_json(space: gym.spaces.Box) -> dict:
@@ -50,7 +52,10 @@ class Policy:
     """Acts on batches of observations: `policy.act(obs (N, *obs_shape), deterministic=False) -> actions (N, ...)`.
 
     `config` records what the policy expects: obs_type ("pixels", "latent": FSQ codes of the world model in
-    `config["checkpoint"]`, or "vector"), env_id (the real game), the spaces, the algorithm and training info.
+    `config["checkpoint"]`, "objects": object vectors of the built-in game env_id, or "vector"), env_id (the real
+    game), the spaces, the algorithm and training info. An "objects" policy also acts on the game's frames uint8
+    (N, H, W, 3): it reads them with the game's frame parser, measuring moves from the frames it was given before
+    (`reset` when rows start new episodes).
     """
 
     def __init__(self, net: ActorCritic, obs_type: str, env_id: str = "", checkpoint: str | None = None,
@@ -61,10 +66,11 @@ class Policy:
         self.config = {"obs_type": obs_type, "env_id": env_id, "checkpoint": checkpoint, "algo": algo,
                        "network": net.cfg.to_dict(), "observation_space": obs_space_to_json(net.obs_space),
                        "action_space": action_space_to_json(net.action_space), "info": info or {}}
+        self._objects: ObjectEncoder | None = None  # reads frames for an "objects" policy
 
     @property
     def obs_type(self) -> str:
-        """"pixels", "latent" or "vector"."""
+        """"pixels", "latent", "objects" or "vector"."""
         return self.config["obs_type"]
 
     @property
@@ -85,9 +91,19 @@ class Policy:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions (N, ...) for observations (N, *obs_shape): sampled, or the most likely ones when
-        `deterministic`. Discrete actions are int64, Box actions float32 inside the bounds."""
+        `deterministic`. Discrete actions are int64, Box actions float32 inside the bounds. An "objects" policy
+        takes the game's frames (N, H, W, 3) too."""
+        if self.obs_type == "objects" and np.ndim(obs) == 4:
+            if self._objects is None or self._objects.num_envs != len(obs):
+                self._objects = ObjectEncoder(self.env_id, len(obs))
+            obs = self._objects(np.asarray(obs))  # (N, size)
         dist = self.net.dist(self.net.obs_tensor(obs))
         return self.net.env_actions(self.net.mode(dist) if deterministic else dist.sample())
+
+    def reset(self, rows=None) -> None:
+        """Rows (default: all) of the frames given to `act` start new episodes: their next frames show no moves."""
+        if self._objects is not None:
+            self._objects.reset(rows)
 
     def save(self, path: str | os.PathLike, info: dict | None = None) -> Path:
         """Write config.json and model.safetensors into the directory `path` (atomically); `info` (e.g. returns)

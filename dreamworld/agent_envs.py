@@ -1,6 +1,7 @@
-"""Vector envs for agents, real and dreamed, that observe the same thing: game frames ("pixels") or the FSQ codes
-of a world model's tokenizer ("latent"). A latent agent plays the real game through `LatentObservations`, which
-encodes each real frame with the tokenizer of the world model it was trained in."""
+"""Vector envs for agents, real and dreamed, that observe the same thing: game frames ("pixels"), the FSQ codes
+of a world model's tokenizer ("latent") or a built-in game's object vectors ("objects"). A latent agent plays the
+real game through `LatentObservations`, which encodes each real frame with the tokenizer of the world model it was
+trained in; an objects agent through `ObjectObservation`, which reads each frame with the game's parser."""
 
 from __future__ import annotations
 
@@ -48,18 +49,22 @@ def real_envs(env_id: str, num_envs: int, obs_type: str = "pixels", checkpoint: 
               max_episode_steps: int | None = None, render: bool = False, device: str = "cpu",
               model: WorldModel | None = None) -> gym.vector.VectorEnv:
     """`num_envs` copies of the real game `env_id` (make_env) in a SyncVectorEnv (NEXT_STEP autoreset); for
-    obs_type "latent" the frames are encoded with the tokenizer of `model` or of the world model in `checkpoint`.
-    `render` makes them render rgb_array frames (for videos)."""
+    obs_type "latent" the frames are encoded with the tokenizer of `model` or of the world model in `checkpoint`,
+    for "objects" read into object vectors by the game's parser. `render` makes them render rgb_array frames (for
+    videos)."""
     from dreamworld.envs import make_env
+    from dreamworld.envs.games import ObjectObservation
+
+    if obs_type not in ("pixels", "latent", "objects"):
+        raise ValueError(f"obs_type must be 'pixels', 'latent' or 'objects', got {obs_type!r}")
 
     def thunk():
-        return make_env(env_id, render_mode="rgb_array" if render else None, max_episode_steps=max_episode_steps)
+        env = make_env(env_id, render_mode="rgb_array" if render else None, max_episode_steps=max_episode_steps)
+        return ObjectObservation(env, env_id) if obs_type == "objects" else env
 
     envs = gym.vector.SyncVectorEnv([thunk for _ in range(num_envs)])
-    if obs_type == "pixels":
-        return envs
     if obs_type != "latent":
-        raise ValueError(f"obs_type must be 'pixels' or 'latent', got {obs_type!r}")
+        return envs
     if model is None and checkpoint is None:
         raise ValueError("a latent agent plays the real game through its world model's tokenizer: pass the "
                          "checkpoint it was trained in (--checkpoint RUN)")
@@ -75,8 +80,9 @@ def dream_envs(checkpoint: str | os.PathLike, num_envs: int, obs_type: str = "la
 
 def frame_policy(policy, model: WorldModel | None = None, deterministic: bool = False):
     """A function frames (N, H, W, 3) -> actions (N, ...) for a saved policy (encoding the frames with `model`'s
-    tokenizer, or with that of the policy's checkpoint, when the policy is latent): what `collect` plays with."""
-    if policy.obs_type == "pixels":
+    tokenizer, or with that of the policy's checkpoint, when the policy is latent; an objects policy reads them
+    itself): what `collect` plays with."""
+    if policy.obs_type in ("pixels", "objects"):
         return lambda frames: policy.act(frames, deterministic=deterministic)
     if policy.obs_type != "latent":
         raise ValueError(f"a policy observing {policy.obs_type!r} cannot play from game frames")

@@ -59,9 +59,9 @@ def load_agent(path: str):
                           "update dreamworld, or play without --agent") from None
     policy = load(path, device="cpu")
     obs_type = getattr(policy, "obs_type", "pixels")
-    if obs_type not in ("pixels", "latent"):
-        raise ValueError(f"agent {path} observes {obs_type!r} observations, not a dream's frames or latent codes: "
-                         "pass an agent trained in the dream (dreamworld train-agent)")
+    if obs_type not in ("pixels", "latent", "objects"):
+        raise ValueError(f"agent {path} observes {obs_type!r} observations, not a dream's frames, latent codes or "
+                         "objects: pass an agent trained in the dream (dreamworld train-agent)")
     return policy
 
 

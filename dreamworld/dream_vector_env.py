@@ -4,7 +4,8 @@ Every step feeds all N current frames and actions through the dynamics transform
 cache keeps the cost and memory of a step flat), samples the next frames' tokens and decodes them to pixels in
 one call too (with `obs_type="latent"` it returns the FSQ codes; it decodes them anyway when the world model
 reads terminations off the drawn frames, termination.py, or draws each frame over the last, refiner.py, and skips
-the decoder when it does neither).
+the decoder when it does neither). With `obs_type="objects"` the decoded frames of a built-in game are read by its
+frame parser into object vectors (envs/games/object_vector.py), as `ObjectObservation` reads the real game's.
 
 Per-dream resets inside the batch. The cache is a list of (N, heads, L, head_dim) tensors shared by the batch,
 with one frame counter (the rotary position of the next frame). Every dream starts from a full context of
@@ -33,12 +34,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dreamworld.envs.games.object_vector import ObjectEncoder
+
 from . import checkpoint as ckpt
 from .dynamics import gumbel
 from .precision import resolve
 from .world_model import DreamState, WorldModel, WorldModelConfig
 
-OBS_TYPES = ("pixels", "latent")
+OBS_TYPES = ("pixels", "latent", "objects")
 WINDOW_PIXELS = 512
 """Side of the human-render window: frames are scaled up by whole multiples to about this size."""
 
@@ -183,7 +186,8 @@ class DreamVectorEnv(VectorEnv):
     data: episode dataset to draw start contexts from (default: starts.safetensors of the checkpoint);
     obs_type: "pixels" (uint8 (H, W, 3) frames) or "latent" (float32 (N, dims) FSQ codes of the frame's N tokens,
     row-major over the token grid, in [-1, 1]; pixels are decoded only for a termination CNN, a refiner or
-    rendering);
+    rendering) or "objects" (float32 object vectors of a built-in game's decoded frames, `object_space(env_id)`;
+    a dream's first vector has the moves since the frame before in its real start context);
     temperature: sampling temperature of the next frame's tokens, 0 for the most likely ones (default 1.0, the
     distribution the model learned);
     max_episode_steps: dreams are truncated after this many steps;
@@ -222,8 +226,16 @@ class DreamVectorEnv(VectorEnv):
         self.max_episode_steps, self.render_mode = max_episode_steps, render_mode
         self.metadata = {**self.metadata, "render_fps": cfg.render_fps}
         self.single_action_space = self.model.action_space
+        self._objects: ObjectEncoder | None = None
         if obs_type == "pixels":
             self.single_observation_space = gym.spaces.Box(0, 255, tuple(cfg.obs_shape), np.uint8)
+        elif obs_type == "objects":
+            try:
+                self._objects = ObjectEncoder(cfg.env_id, num_envs)
+            except ValueError as e:
+                raise ValueError(f"obs_type='objects' reads a built-in game's frames, but {checkpoint} learned "
+                                 f"{cfg.env_id or 'an unnamed env'}: {e}") from None
+            self.single_observation_space = self._objects.space
         else:
             shape = (self.model.tokenizer.tokens_per_frame, len(cfg.tokenizer.levels))
             self.single_observation_space = gym.spaces.Box(-1.0, 1.0, shape, np.float32)
@@ -261,7 +273,7 @@ class DreamVectorEnv(VectorEnv):
                 self._rngs[r], _ = seeding.np_random(seeds[r])
                 self._gens[r].manual_seed(int(self._rngs[r].integers(2**63 - 1)))
         self._start_rows(rows)
-        obs = self._observe()
+        obs = self._observe(rows)
         if self.render_mode == "human":
             self.render()
         return obs, {}
@@ -330,6 +342,8 @@ class DreamVectorEnv(VectorEnv):
         frames = torch.from_numpy(np.stack([f for f, _ in picks]))  # (b, K, H, W, 3)
         actions = np.stack([a for _, a in picks])  # (b, K-1, ...)
         self._steps[rows], self._autoreset[rows], self._frames = 0, False, None
+        if self._objects is not None:
+            self._objects.reset(rows, previous=frames[:, -2].numpy())  # (b, H, W, 3) the real frame before
         if len(rows) == self.num_envs:
             self._state = self.model.start(frames, actions)
             return
@@ -351,9 +365,13 @@ class DreamVectorEnv(VectorEnv):
         noise[torch.as_tensor(rows, device=hidden.device)] = gumbel(uniform)
         return self.model.sample(hidden, self.temperature, noise=noise)
 
-    def _observe(self) -> np.ndarray:
-        """Observations of all dreams: frames uint8 (B, H, W, 3) or FSQ codes float32 (B, N, dims)."""
+    def _observe(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Observations of all dreams: frames uint8 (B, H, W, 3), FSQ codes float32 (B, N, dims) or object vectors
+        float32 (B, size), those of the dreams not in `rows` (default: all) read before."""
         self._frames = None
         if self.obs_type == "latent":
             return self.model.tokenizer.fsq.indices_to_codes(self._state.tokens).cpu().numpy()  # (B, N, dims)
+        if self.obs_type == "objects":
+            rows = np.arange(self.num_envs) if rows is None else rows
+            return self._objects(self.current_frames()[rows], rows)  # (B, size)
         return self.current_frames()

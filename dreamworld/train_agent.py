@@ -25,9 +25,10 @@ class AgentConfig:
 
     algo: Literal["actor-critic", "ppo"] = "actor-critic"
     """actor-critic: DreamerV3-style λ-returns over imagined rollouts; ppo: PPO on the same dreams"""
-    obs_type: Literal["latent", "pixels"] = "latent"
+    obs_type: Literal["latent", "pixels", "objects"] = "latent"
     """what the agent sees: the world model's latent codes (small inputs; the dream skips decoding unless the model
-    reads terminations off frames) or decoded frames"""
+    reads terminations off frames), decoded frames, or the object vectors a built-in game's frame parser reads off
+    them (sprite positions and moves, lives; envs/games/object_vector.py)"""
     train_in: Literal["dream", "real"] = "dream"
     """dream: learn only from imagination; real: learn in the real game (a baseline that spends real steps)"""
     steps: int = 200_000

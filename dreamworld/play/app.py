@@ -279,8 +279,8 @@ class PlayApp:
         return self.keymap.action(self.held)
 
     def _agent_obs(self) -> np.ndarray:
-        """The dream as the agent observes it: the frame (1, H, W, 3), or its FSQ codes (1, N, dims) for an agent
-        trained on latent observations."""
+        """The dream as the agent observes it: the frame (1, H, W, 3) (an objects agent reads it itself), or its FSQ
+        codes (1, N, dims) for an agent trained on latent observations."""
         if getattr(self.agent, "obs_type", "pixels") == "latent":
             return self.session.model.tokenizer.fsq.indices_to_codes(self.session.state.tokens).cpu().numpy()
         return self.session.current.image[None]

@@ -8,7 +8,8 @@ from ._base import PixelGame
 from .bricks import Bricks
 from .catch import Catch
 from .cave import Cave
-from .objects import KINDS, FrameObjects, Sprite, parse, parser
+from .object_vector import ObjectEncoder, ObjectObservation, object_fields, object_space, object_vector
+from .objects import KINDS, FrameObjects, Sprite, parse, parser, read_gap
 
 GAMES: dict[str, type[PixelGame]] = {"Bricks": Bricks, "Cave": Cave, "Catch": Catch}
 """Display name -> game class; each is registered as dreamworld/<name>-v0."""
@@ -16,8 +17,9 @@ MAX_EPISODE_STEPS: dict[str, int] = {"Bricks": 2000, "Cave": 2000, "Catch": 1500
 """Time limit (truncation) of each game when made through gymnasium."""
 
 __all__ = [
-    "GAMES", "KINDS", "MAX_EPISODE_STEPS", "Bricks", "Catch", "Cave", "FrameObjects", "PixelGame", "Sprite", "parse",
-    "parser", "register_games",
+    "GAMES", "KINDS", "MAX_EPISODE_STEPS", "Bricks", "Catch", "Cave", "FrameObjects", "ObjectEncoder",
+    "ObjectObservation", "PixelGame", "Sprite", "object_fields", "object_space", "object_vector", "parse", "parser",
+    "read_gap", "register_games",
 ]
 
 

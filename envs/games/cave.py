@@ -137,6 +137,11 @@ class Cave(PixelGame):
         boxes.append(("ship", SHIP_X, self.ship_y, SHIP_W, SHIP_H))
         return FrameObjects.from_boxes(boxes, self.score, None)
 
+    def true_gap(self) -> tuple[np.ndarray, np.ndarray]:
+        """The open rows of each column: its first row below the ceiling's wall and the first wall row below the
+        gap, int64 (64,) each (ground truth for objects.read_gap)."""
+        return self._top.copy(), self._bottom.copy()
+
     def scripted_action(self) -> int:
         """Plan the ship's height over the next 40 columns: avoid the walls, collect coins, keep central."""
         ys = np.arange(SIZE)[None, :]

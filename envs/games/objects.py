@@ -9,7 +9,8 @@ and bricks are looked for only in the wall's fixed cells. Where found boxes over
 pixels wins, then the upper-left one, so two touching sprites of one kind are two sprites. A sprite's centre is
 that of the bounding box of its pixels (of its cell, for bricks). The HUD rows 0..6 are never play area: their
 pixels take the nearest of the HUD's colours, the score is read cell by cell against the 3x5 font and the lives
-are counted as blocks. Colours are looked up in tables of 64 levels a channel; 0.1 to 0.3 ms a frame.
+are counted as blocks. Colours are looked up in tables of 64 levels a channel; 0.1 to 0.3 ms a frame. `read_gap`
+reads Cave's walls, column by column.
 """
 
 from __future__ import annotations
@@ -273,6 +274,24 @@ def parse(game: str, frame: np.ndarray) -> FrameObjects:
         sprites += find(kinds == i, look)
     hud = _hud_table()[keys[:HUD_HEIGHT]]  # (7, 64)
     return FrameObjects(sprites, _read_score(hud == _TEXT), _count_lives(hud == _LIFE) if spec.lives else None)
+
+
+@functools.cache
+def _wall_table() -> np.ndarray:
+    """`_color_table` of Cave's wall: 0 for its rock shades, specks and edge line, -1 for anything else."""
+    colors = [*cave.ROCK, cave.SPECK, cave.EDGE]
+    return _color_table(colors, [0] * len(colors))
+
+
+def read_gap(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cave's open rows in each column of a (64, 64, 3) uint8 frame, as `Cave.true_gap` gives them: the first row
+    below the ceiling's wall and the first wall row below the gap, int64 (64,) each. The wall is read as the runs of
+    wall-coloured pixels down from the HUD and up from the bottom, so stray pixels inside the gap do not count."""
+    wall = _wall_table()[_color_keys(frame[HUD_HEIGHT:])] == 0  # (57, 64)
+    rows = len(wall)
+    above = np.where(wall.all(0), rows, np.argmin(wall, axis=0))  # (64,) wall rows down from the HUD
+    below = np.where(wall.all(0), rows, np.argmin(wall[::-1], axis=0))  # (64,) wall rows up from the bottom
+    return HUD_HEIGHT + above, SIZE - below
 
 
 def parser(env_id: str) -> Callable[[np.ndarray], FrameObjects] | None:
