@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .dream_vector_env import DreamVectorEnv, Viewer
+from .dream_vector_env import DreamVectorEnv, Viewer, action_array, show_action
 from .world_model import WorldModel
 
 
@@ -47,7 +47,9 @@ class DreamEnv(gym.Env):
         return self.dreams.model
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start a new dream from a real start context (picked and sampled with `seed` when given)."""
+        """Start a new dream from a real start context (picked and sampled with `seed` when given: a non-negative
+        int, numpy's too)."""
+        seed = int(seed) if isinstance(seed, np.integer) else seed
         super().reset(seed=seed)
         obs, _ = self.dreams.reset(seed=seed)
         if self.render_mode == "human":
@@ -56,9 +58,9 @@ class DreamEnv(gym.Env):
 
     def step(self, action):
         """Advance the dream one frame: (obs, predicted reward, predicted termination, truncated, info)."""
-        batch = np.expand_dims(np.asarray(action), 0)  # (1, *action shape)
+        batch = np.expand_dims(action_array(action, self.action_space), 0)  # (1, *action shape)
         if batch.shape[1:] != self.action_space.shape:
-            raise ValueError(f"action {np.asarray(action).tolist()} is outside {self.action_space}: expected shape "
+            raise ValueError(f"action {show_action(action)} is outside {self.action_space}: expected shape "
                              f"{self.action_space.shape}")
         obs, reward, terminated, truncated, _ = self.dreams.step(batch)
         if self.render_mode == "human":

@@ -109,28 +109,48 @@ class StartContexts:
         return window["frames"], window["actions"]
 
 
+def action_array(actions, space: gym.Space) -> np.ndarray:
+    """`np.asarray(actions)`, or a ValueError naming the action and `space` where numpy cannot make one array of
+    it (ragged lists)."""
+    try:
+        return np.asarray(actions)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"action {show_action(actions)} is outside {space}: it is not an array ({e})") from None
+
+
+def show_action(action) -> str:
+    """An action as error messages show it: its values as a list (`tolist`), cut after 200 characters."""
+    try:
+        text = str(np.asarray(action).tolist())
+    except (ValueError, TypeError):
+        text = repr(action)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def check_actions(space: gym.Space, actions, num_envs: int) -> np.ndarray:
     """`actions` as an array (num_envs, *space.shape) of values inside `space`, or a ValueError naming the
     first bad one ("action 7 is outside Discrete(3)")."""
-    arr = np.asarray(actions)
+    arr = action_array(actions, space)
     where = "" if num_envs == 1 else " (dream {})"
+    shown = arr[0] if num_envs == 1 and arr.shape[:1] == (1,) else arr  # what a wrong dtype's message shows
     if arr.shape != (num_envs, *space.shape):
-        raise ValueError(f"actions of shape {arr.shape} do not fit {num_envs} dream(s) of {space}: expected an "
-                         f"array of shape {(num_envs, *space.shape)}")
+        raise ValueError(f"actions {show_action(arr)} of shape {arr.shape} do not fit {num_envs} dream(s) of {space}: "
+                         f"expected an array of shape {(num_envs, *space.shape)}")
     if isinstance(space, gym.spaces.Discrete):
         if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"action {arr.tolist()} is outside {space}: Discrete actions are integers, got "
+            raise ValueError(f"action {show_action(shown)} is outside {space}: Discrete actions are integers, got "
                              f"{arr.dtype}")
         inside = (arr >= space.start) & (arr < space.start + space.n)  # (num_envs,)
     else:
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise ValueError(f"action {arr.tolist()} is outside {space}: Box actions are numbers, got {arr.dtype}")
+            raise ValueError(f"action {show_action(shown)} is outside {space}: Box actions are numbers, got "
+                             f"{arr.dtype}")
         flat = arr.reshape(num_envs, -1)  # (num_envs, A)
         low, high = space.low.reshape(1, -1), space.high.reshape(1, -1)  # (1, A) each
         inside = (np.isfinite(flat) & (flat >= low) & (flat <= high)).all(axis=1)  # (num_envs,)
     if not inside.all():
         i = int(np.flatnonzero(~inside)[0])
-        raise ValueError(f"action {arr[i].tolist()} is outside {space}" + where.format(i))
+        raise ValueError(f"action {show_action(arr[i])} is outside {space}" + where.format(i))
     return arr
 
 
@@ -253,10 +273,9 @@ class DreamVectorEnv(VectorEnv):
         """Start dreams from real contexts. `seed`: an int (dream i gets seed + i), one per dream, or None (keep
         each dream's random stream). `options={"reset_mask": bool array (num_envs,)}` restarts only those dreams
         (the others go on; their observations are returned unchanged)."""
+        seeds = self._row_seeds(seed)  # checked before anything changes
         if isinstance(seed, (int, np.integer)):
-            seed = int(seed)
-            super().reset(seed=seed)
-        seeds = self._row_seeds(seed)
+            super().reset(seed=int(seed))
         mask = (options or {}).get("reset_mask")
         if mask is None:
             rows = np.arange(self.num_envs)
@@ -327,14 +346,18 @@ class DreamVectorEnv(VectorEnv):
 
     def _row_seeds(self, seed) -> list[int | None]:
         """One seed (or None) per dream."""
+        def is_seed(s) -> bool:
+            return isinstance(s, (int, np.integer)) and s >= 0
+
         if seed is None:
             return [None] * self.num_envs
-        if isinstance(seed, int):
-            return [seed + i for i in range(self.num_envs)]
-        seeds = list(seed)
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"pass one seed per dream: got {len(seeds)} seeds for num_envs={self.num_envs}")
-        return seeds
+        if is_seed(seed):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else []
+        if len(seeds) != self.num_envs or not all(s is None or is_seed(s) for s in seeds):
+            raise ValueError(f"seed must be None, an int >= 0 (dream i gets seed + i) or one int >= 0 or None per "
+                             f"dream ({self.num_envs}), got {seed!r}")
+        return [None if s is None else int(s) for s in seeds]
 
     def _start_rows(self, rows: np.ndarray) -> None:
         """Begin new dreams in `rows` from start contexts drawn with each row's generator; the other rows go on."""

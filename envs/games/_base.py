@@ -103,8 +103,8 @@ class PixelGame(gym.Env[np.ndarray, np.int64]):
         self._clock = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Start a new game; returns (frame, info)."""
-        super().reset(seed=seed)
+        """Start a new game (seeded with `seed`, a non-negative int, numpy's too); returns (frame, info)."""
+        super().reset(seed=int(seed) if isinstance(seed, np.integer) else seed)
         self._new_game()
         self._draw()
         if self.render_mode == "human":
