@@ -227,3 +227,15 @@ def test_train_agent_on_objects_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     policy = load(agent)
     assert policy.obs_type == "objects" and policy.observation_space.shape == object_space("Catch").shape
+
+
+def test_an_objects_agent_plays_the_dream_in_the_window(tmp_path):
+    from dreamworld.cli_play import PlayArgs, build_app
+    from dreamworld.play import PlayOptions
+
+    net = ActorCritic(object_space("Catch"), gym.spaces.Discrete(3), NetworkConfig(hidden=16, layers=1))
+    Policy(net, "objects", "dreamworld/Catch-v0").save(tmp_path / "agent")
+    app = build_app(PlayArgs(world="catch", agent=str(tmp_path / "agent"),
+                             window=PlayOptions(script="m,wait*3", fps=0)))
+    app.run()
+    assert app.agent_mode and app.players == {"agent"} and len(app.session.dream.actions) == 4

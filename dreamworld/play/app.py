@@ -213,6 +213,8 @@ class PlayApp:
                 self.say("no agent loaded: start with --agent AGENT")
             else:
                 self.agent_mode = not self.agent_mode
+                if self.agent_mode and hasattr(self.agent, "reset"):
+                    self.agent.reset()  # an objects agent measures moves from the frames it saw, none yet
         elif name == "v":
             try:
                 session.set_compare(not session.compare)
