@@ -13,8 +13,8 @@ A vector is a row of sprite slots followed by the game's own parts; `object_fiel
 - Bricks (51): the ball, the paddle; the wall's 40 cells, 1 where a brick stands, row by row from the top left;
   lives / 3.
 - Cave (53): the ship; 4 coin slots, leftmost first (at most 4 fit on screen, 20 columns apart); the gap ahead
-  of the ship in 14 blocks of 4 columns (columns 8..63): the first and last open row of each block (its lowest
-  ceiling and highest floor) / 63, all of them, top rows first.
+  of the ship in 14 blocks of 4 columns (columns 8..63): each block's first open row (its lowest ceiling), then
+  each block's last open row (its highest floor), / 63.
 
 The score is left out: no game plays differently with it, and the reward reports its changes. The moves are in
 because one frame does not say where a sprite goes: a Bricks ball at the same place may rise or fall and drift
