@@ -10,7 +10,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamworld.checkpoint import CheckpointError, read_config_json, read_safetensors, write_json, write_safetensors
+from dreamworld.checkpoint import (
+    build,
+    check_fields,
+    check_state,
+    read_config_json,
+    read_safetensors,
+    run_file,
+    write_json,
+    write_safetensors,
+)
 from dreamworld.envs.games.object_vector import ObjectEncoder
 
 from .networks import ActorCritic, NetworkConfig
@@ -120,15 +129,15 @@ class Policy:
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
     """Load the policy saved in the directory `path` onto `device`, ready to act."""
     path = Path(path)
-    data = read_config_json(path / CONFIG, FORMAT, VERSION, "agent",
+    file = path / CONFIG
+    data = read_config_json(file, FORMAT, VERSION, "agent",
                             "not an agent directory (train one with dreamworld train-agent)")
-    net = ActorCritic(space_from_json(data["observation_space"]), space_from_json(data["action_space"]),
-                      NetworkConfig(**{"token_width": 0} | data["network"]))  # agents saved before token_width
-    state = read_safetensors(path / WEIGHTS)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path / WEIGHTS} does not match its config ({str(e).splitlines()[0]})") from None
-    policy = Policy(net.to(device).eval(), data["obs_type"], data.get("env_id", ""), data.get("checkpoint"),
-                    data.get("algo", ""), data.get("info", {}))
-    return policy
+    check_fields(NetworkConfig, data.get("network", {}), file, "network")
+    net = build(lambda d: ActorCritic(space_from_json(d["observation_space"]), space_from_json(d["action_space"]),
+                                      NetworkConfig(**{"token_width": 0} | d["network"])),  # saved before token_width
+                data, file)
+    state = read_safetensors(run_file(path, WEIGHTS))
+    check_state(path / WEIGHTS, state, net.state_dict())
+    net.load_state_dict(state)
+    return build(lambda d: Policy(net.to(device).eval(), d["obs_type"], d.get("env_id", ""), d.get("checkpoint"),
+                                  d.get("algo", ""), d.get("info", {})), data, file)

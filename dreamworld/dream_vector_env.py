@@ -51,7 +51,9 @@ class StartContexts:
     from the training dataset `data` when given, else from the starts saved with the checkpoint."""
 
     def __init__(self, run: str | os.PathLike, cfg: WorldModelConfig, data: str | os.PathLike | None = None):
-        self.length = cfg.dynamics.context_frames
+        from dreamworld.envs import space_from_json
+
+        self.length, self.space = cfg.dynamics.context_frames, space_from_json(cfg.action_space)
         if self.length < 2:
             raise ValueError(f"a dream needs context_frames >= 2 to start from real frames, the model has "
                              f"{self.length}")
@@ -78,7 +80,7 @@ class StartContexts:
 
     def _read_saved(self, run: Path, cfg: WorldModelConfig) -> None:
         """Check and keep the contexts in starts.safetensors (the last `length` frames of each)."""
-        path = run / ckpt.STARTS
+        path = ckpt.run_file(run, ckpt.STARTS)
         if not path.is_file():
             raise ckpt.CheckpointError(f"{run} has no {ckpt.STARTS} (real start frames saved at training time): "
                                        "pass data=DATASET, the dataset the model was trained on")
@@ -94,6 +96,11 @@ class StartContexts:
                 f"{path} does not hold start contexts for this model (found {shapes}; expected frames uint8 (S, >="
                 f"{K}, {', '.join(map(str, cfg.obs_shape))}) and actions (S, K-1{', ' if action_shape else ''}"
                 f"{', '.join(map(str, action_shape))})): pass data=DATASET instead")
+        try:
+            check_actions(self.space, actions.numpy().reshape(-1, *action_shape), actions.shape[0] * actions.shape[1])
+        except ValueError as e:
+            raise ckpt.CheckpointError(f"{path} holds start actions the model cannot take ({e}): pass data=DATASET "
+                                       "instead") from None
         skip = frames.shape[1] - K  # keep the last K frames of longer contexts
         self._frames, self._actions = frames[:, skip:].numpy(), actions[:, skip:].numpy()
 

@@ -1,8 +1,8 @@
 """Test-wide settings: these must be set before dreamworld (and its kernels) are imported.
 
-Property-based tests (hypothesis) run under the profile "dreamworld": 200 examples per property, no deadline (a
-busy 2-core CI machine makes example times vary); with `-m slow` the profile "dreamworld-slow" runs 1,000.
-`--hypothesis-profile NAME` picks another.
+Property-based tests (hypothesis) run under the profile "dreamworld": no deadline (a busy 2-core CI machine makes
+example times vary), 200 examples per property; each property runs again with 1,000 under `-m slow`
+(strategies.EXAMPLES). `--hypothesis-profile NAME` picks another profile.
 """
 
 import os
@@ -20,19 +20,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-EXAMPLES, SLOW_EXAMPLES = 200, 1000
-"""Examples per property: in the default run, and with `-m slow`."""
-settings.register_profile("dreamworld", max_examples=EXAMPLES, deadline=None, print_blob=True,
+settings.register_profile("dreamworld", max_examples=200, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("dreamworld-slow", parent=settings.get_profile("dreamworld"), max_examples=SLOW_EXAMPLES)
 settings.load_profile("dreamworld")
-
-
-def pytest_configure(config):
-    """`-m slow` (and any marker expression that selects slow tests without negating them) runs more examples."""
-    marks = config.getoption("markexpr", "") or ""
-    if "slow" in marks and "not slow" not in marks and not config.getoption("hypothesis_profile", None):
-        settings.load_profile("dreamworld-slow")
 
 
 def pytest_collection_modifyitems(config, items):

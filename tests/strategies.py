@@ -1,11 +1,16 @@
 """Hypothesis strategies shared by the property tests (imported by the tests as `strategies`): actions inside and
-outside a Discrete or Box space, seeds, and byte-level damage to files."""
+outside a Discrete or Box space, seeds; and how many examples a property runs."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from hypothesis import strategies as st
+
+EXAMPLES = [pytest.param(200, id="200"), pytest.param(1000, id="1000", marks=pytest.mark.slow)]
+"""Examples per property: parametrize a property test with `examples` over these and run its check under
+`settings(max_examples=examples)`: 200 in the default run, 1,000 more with -m slow."""
 
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 JUNK = st.one_of(  # things that are no action of any space

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import strategies
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dream_env import BOX, make_run
 
@@ -59,7 +59,7 @@ def env_programs(draw, vector: bool):
             st.tuples(st.lists(good, min_size=n, max_size=n), st.integers(0, n - 1), bad).map(
                 lambda t: [t[2] if i == t[1] else a for i, a in enumerate(t[0])]),  # one bad row
             st.lists(good, min_size=1, max_size=4).filter(lambda a: len(a) != n).map(np.array),  # wrong count
-            bad)
+            bad.filter(lambda a: not _fits_batch(a, space, n)))  # (2,) is no Discrete action but 2 of them
         seed = st.one_of(st.none(), strategies.seeds(), st.lists(st.none() | st.integers(0, 2**32 - 1),
                                                                  min_size=n, max_size=n))
         masks = st.lists(st.booleans(), min_size=n, max_size=n).filter(any).flatmap(
@@ -83,6 +83,19 @@ def env_programs(draw, vector: bool):
                         st.tuples(st.just("bad_reset"), BAD_SEEDS))
     program = [("reset", draw(strategies.seeds()))] + draw(st.lists(ops, max_size=8))
     return kind, n, options, program
+
+
+def _fits_batch(actions, space: gym.Space, n: int) -> bool:
+    """Whether `actions` is a batch of `n` actions inside `space`."""
+    try:
+        arr = np.asarray(actions)
+    except ValueError:
+        return False
+    if arr.shape != (n, *space.shape) or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+        return False
+    if isinstance(space, gym.spaces.Discrete):
+        return arr.dtype.kind in "iu" and bool(((arr >= space.start) & (arr < space.start + space.n)).all())
+    return bool(((arr >= space.low) & (arr <= space.high)).all())
 
 
 def _is_bad(op) -> bool:
@@ -187,23 +200,35 @@ def _assert_same_stream(a, b) -> None:
             np.testing.assert_array_equal(u, v)
 
 
-@given(env_programs(vector=False))
-def test_dream_env_survives_any_program(runs, case):
+@pytest.mark.parametrize("examples", strategies.EXAMPLES)
+def test_dream_env_survives_any_program(runs, examples):
     """Any program of resets, steps and bad calls on a DreamEnv: observations lie in the observation space, rewards
     are finite floats, truncation comes at max_episode_steps, a bad action or seed raises an error naming it (and
     the space) and changes nothing: the stream equals that of the same program without the bad calls."""
-    kind, _, options, program = case
-    stream = _run_single(runs[kind], options, program)
-    _assert_same_stream(stream, _run_single(runs[kind], options, [op for op in program if not _is_bad(op)]))
+
+    @settings(max_examples=examples)
+    @given(env_programs(vector=False))
+    def check(case):
+        kind, _, options, program = case
+        stream = _run_single(runs[kind], options, program)
+        _assert_same_stream(stream, _run_single(runs[kind], options, [op for op in program if not _is_bad(op)]))
+
+    check()
 
 
-@given(env_programs(vector=True))
-def test_dream_vector_env_survives_any_program(runs, case):
+@pytest.mark.parametrize("examples", strategies.EXAMPLES)
+def test_dream_vector_env_survives_any_program(runs, examples):
     """Any program of resets (all dreams or a reset_mask), batched steps and bad calls on a DreamVectorEnv of 1-3
     dreams: observations lie in the batched space, rewards are finite, autoreset is NEXT_STEP (the step after a
     dream ends restarts it: reward 0, not terminated, not truncated), truncation comes at max_episode_steps, and
     a bad action, seed or mask raises an error naming it and changes nothing: the stream equals that of the same
     program without the bad calls."""
-    kind, n, options, program = case
-    stream = _run_vector(runs[kind], n, options, program)
-    _assert_same_stream(stream, _run_vector(runs[kind], n, options, [op for op in program if not _is_bad(op)]))
+
+    @settings(max_examples=examples)
+    @given(env_programs(vector=True))
+    def check(case):
+        kind, n, options, program = case
+        stream = _run_vector(runs[kind], n, options, program)
+        _assert_same_stream(stream, _run_vector(runs[kind], n, options, [op for op in program if not _is_bad(op)]))
+
+    check()

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import strategies
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dreamworld  # noqa: F401  (registers dreamworld/Catch-v0, ...)
@@ -56,14 +56,16 @@ def _run(name: str, limit: int, program) -> list:
     return stream
 
 
+@pytest.mark.parametrize("examples", strategies.EXAMPLES)
 @pytest.mark.parametrize("name", list(GAMES))
-def test_game_survives_any_program(name):
+def test_game_survives_any_program(name, examples):
     """Any program of resets and steps with any value on a built-in game: observations lie in the observation space,
     rewards are finite floats, an action the space does not contain raises a ValueError naming it and the space
     and changes nothing (the stream equals that of the same program without the bad calls, on another env), and
     the same seeds and actions give the same stream."""
     space = gym.make(f"dreamworld/{name}-v0").action_space
 
+    @settings(max_examples=examples)
     @given(game_programs(space))
     def check(case):
         limit, program = case
