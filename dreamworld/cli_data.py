@@ -50,6 +50,8 @@ class DatasetArgs:
     """frames per second of the export (default: the env's render_fps)"""
     scale: int = 4
     """nearest-neighbour upscaling of exported frames"""
+    repair: bool = False
+    """first drop the episodes whose files are missing or damaged (their files move to DATA/damaged/)"""
 
 
 def run_collect(args: CollectArgs) -> None:
@@ -78,8 +80,12 @@ def run_collect(args: CollectArgs) -> None:
 
 def run_dataset(args: DatasetArgs) -> None:
     """Print stats; export one episode when asked."""
-    from dreamworld.envs import EpisodeDataset, env_render_fps
+    from dreamworld.envs import EpisodeDataset, env_render_fps, repair_dataset
 
+    if args.repair:
+        dropped = repair_dataset(args.data)
+        print(f"repair: dropped {len(dropped)} missing or damaged episode(s){': ' if dropped else ''}"
+              f"{', '.join(dropped)}")
     ds = EpisodeDataset(args.data)
     stats = ds.stats()
     hist = stats.pop("action_histogram", None)

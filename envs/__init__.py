@@ -2,7 +2,7 @@
 
 from .collect import POLICIES, CollectResult, collect, make_policy
 from .dataset import DatasetError, EpisodeDataset, EpisodeInfo
-from .dataset_writer import DatasetWriter
+from .dataset_writer import DatasetWriter, repair_dataset
 from .episode_buffer import EpisodeBuffer
 from .games import register_games
 from .keymaps import noop_action_for
@@ -14,5 +14,5 @@ register_games()
 __all__ = [
     "POLICIES", "CollectResult", "DatasetError", "DatasetWriter", "EpisodeBuffer", "EpisodeDataset", "EpisodeInfo",
     "builtin_ids", "collect", "env_render_fps", "make_env", "make_policy", "noop_action_for", "register_games",
-    "space_from_json", "space_to_json",
+    "repair_dataset", "space_from_json", "space_to_json",
 ]

@@ -6,21 +6,25 @@ import fcntl
 import json
 import os
 import time
-import zipfile
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from .dataset import (
+    DIGEST,
+    EPISODE_FILE,
     EPISODES,
     FORMAT,
     MANIFEST,
+    READ_ERRORS,
     VERSION,
     DatasetError,
+    EpisodeDataset,
     EpisodeInfo,
     atomic_write,
     check_directory,
+    manifest_digest,
     read_manifest,
 )
 from .spaces import action_array_spec, space_from_json, space_to_json
@@ -33,14 +37,24 @@ def _episode_info(file: Path, npz) -> EpisodeInfo:
                        bool(truncated[-1]) if len(truncated) else False, str(npz["policy"]))
 
 
+DAMAGED = "damaged"
+"""Folder of a dataset where `repair` moves the episode files it drops."""
+
+
+def _index(name: str) -> int:
+    return int(name[3:-4])  # ep_000123.npz -> 123
+
+
 class DatasetWriter:
     """Appends whole episodes to DATA; creates DATA if new, continues it if it holds the same env.
 
-    One writer per dataset at a time (a lock file enforces it). Use as a context manager.
+    One writer per dataset at a time (a lock file enforces it). Use as a context manager. With `repair`, episode
+    files that are unreadable (listed or not) move to DATA/damaged/ and leave the manifest, instead of stopping it.
     """
 
     def __init__(self, path: str | os.PathLike, env_id: str, obs_shape: tuple[int, ...],
-                 action_space: gym.Space, chunk_frames: int = 64, render_fps: int | None = None):
+                 action_space: gym.Space, chunk_frames: int = 64, render_fps: int | None = None,
+                 repair: bool = False):
         self.path = Path(path)
         check_directory(self.path)
         try:
@@ -66,7 +80,15 @@ class DatasetWriter:
             self._write_manifest()
         self.obs_shape = tuple(self.manifest["obs_shape"])
         self.chunk_frames = int(self.manifest["chunk_frames"])
-        self.recovered = self._recover()
+        self.dropped: list[str] = []
+        """episode files `repair` moved to DATA/damaged/"""
+        self.recovered = self._recover(repair)
+        if repair:
+            self._drop_damaged()
+        names = [e["file"] for e in self.manifest["episodes"]]
+        names += [f.name for folder in (EPISODES, DAMAGED) for f in (self.path / folder).glob("ep_*.npz")
+                  if EPISODE_FILE.fullmatch(f.name)]
+        self._next = max(map(_index, names), default=-1) + 1  # never the name of a file there, listed or not
 
     def _check_same_env(self, env_id: str, obs_shape, action_space: gym.Space) -> None:
         m = self.manifest
@@ -78,28 +100,65 @@ class DatasetWriter:
             )
 
     def _write_manifest(self) -> None:
+        self.manifest[DIGEST] = manifest_digest(self.manifest)
         data = json.dumps(self.manifest, indent=1).encode()
         atomic_write(self.path / MANIFEST, lambda f: f.write(data))
 
-    def _recover(self) -> int:
-        """Delete leftovers of interrupted writes; list complete episode files the manifest missed."""
+    def _recover(self, repair: bool = False) -> int:
+        """Delete leftovers of interrupted writes; list complete episode files the manifest missed (checked whole
+        against the manifest; an incomplete one stops it, or with `repair` moves to DATA/damaged/)."""
         for leftover in [*self.path.glob(".tmp-*"), *(self.path / EPISODES).glob(".tmp-*")]:
             leftover.unlink(missing_ok=True)
         listed = {e["file"] for e in self.manifest["episodes"]}
         recovered = 0
         for file in sorted((self.path / EPISODES).glob("ep_*.npz")):
-            if file.name in listed:
+            if file.name in listed or not EPISODE_FILE.fullmatch(file.name):
                 continue
             try:
                 with np.load(file) as npz:
                     info = _episode_info(file, npz)
-            except (OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
-                raise DatasetError(f"{file} is not a complete episode ({e}): delete it and collect again") from None
+                self._check_whole(info)
+            except (*READ_ERRORS, DatasetError) as e:
+                if repair:
+                    self._move_aside(file)
+                    continue
+                raise DatasetError(f"{file} is not a complete episode of this dataset ({e}): delete it and collect "
+                                   "again") from None
             self.manifest["episodes"].append(info.to_json())
             recovered += 1
         if recovered:
             self._write_manifest()
         return recovered
+
+    def _check_whole(self, info: EpisodeInfo) -> None:
+        """Read every array of the episode `info` (not listed yet) against the manifest: a DatasetError if any
+        is damaged."""
+        manifest = dict(self.manifest, episodes=[info.to_json()])
+        EpisodeDataset(self.path, cache_chunks=0, check_files=False, manifest=manifest).episode(0)
+
+    def _move_aside(self, file: Path) -> None:
+        (self.path / DAMAGED).mkdir(exist_ok=True)
+        os.replace(file, self.path / DAMAGED / file.name)
+        self.dropped.append(file.name)
+
+    def _drop_damaged(self) -> None:
+        """Take the listed episodes that are missing or damaged out of the manifest (files to DATA/damaged/)."""
+        dataset = EpisodeDataset(self.path, check_files=False)
+        keep = []
+        for i, entry in enumerate(self.manifest["episodes"]):
+            file = self.path / EPISODES / entry["file"]
+            try:
+                dataset.episode(i)
+            except DatasetError:
+                if file.exists():
+                    self._move_aside(file)
+                else:
+                    self.dropped.append(entry["file"])
+                continue
+            keep.append(entry)
+        if len(keep) < len(self.manifest["episodes"]):
+            self.manifest["episodes"] = keep
+            self._write_manifest()
 
     @property
     def episodes(self) -> int:
@@ -125,8 +184,9 @@ class DatasetWriter:
         }
         for k in range(steps // self.chunk_frames + 1):
             arrays[f"frames_{k:03d}"] = frames[k * self.chunk_frames : (k + 1) * self.chunk_frames]
-        file = self.path / EPISODES / f"ep_{self.episodes:06d}.npz"
+        file = self.path / EPISODES / f"ep_{self._next:06d}.npz"
         atomic_write(file, lambda f: np.savez_compressed(f, **arrays))
+        self._next += 1
         info = EpisodeInfo(file.name, steps, float(arrays["rewards"].sum()), bool(arrays["terminated"][-1]),
                            bool(arrays["truncated"][-1]), policy)
         self.manifest["episodes"].append(info.to_json())
@@ -144,3 +204,13 @@ class DatasetWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def repair_dataset(path: str | os.PathLike) -> list[str]:
+    """Drop the episodes of the dataset at `path` that are missing or damaged: their files move to
+    DATA/damaged/ and their entries leave the manifest; the intact ones stay. The names dropped."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    space = space_from_json(manifest["action_space"])
+    with DatasetWriter(path, manifest["env_id"], tuple(manifest["obs_shape"]), space, repair=True) as writer:
+        return writer.dropped

@@ -1,5 +1,5 @@
 """Hypothesis strategies shared by the property tests (imported by the tests as `strategies`): actions inside and
-outside a Discrete or Box space, seeds; and how many examples a property runs."""
+outside a Discrete or Box space, seeds, damaged bytes; and how many examples a property runs."""
 
 from __future__ import annotations
 
@@ -94,3 +94,25 @@ def describe(action) -> str:
         return str(np.asarray(action).tolist())
     except ValueError:
         return repr(action)
+
+
+@st.composite
+def damaged(draw, data: bytes) -> bytes:
+    """`data` truncated, with bits flipped, overwritten or grown; changes fall often in the first 4 KiB and the last
+    1 KiB (where safetensors and zip files keep their headers and directories)."""
+    kind = draw(st.sampled_from(["truncate", "flip", "flip", "overwrite", "append"]))
+    if kind == "truncate":
+        return data[: draw(st.integers(0, len(data) - 1))]
+    out = bytearray(data)
+    position = st.one_of(st.integers(0, min(len(data), 4096) - 1), st.integers(max(len(data) - 1024, 0), len(data) - 1),
+                         st.integers(0, len(data) - 1))
+    if kind == "flip":
+        for _ in range(draw(st.integers(1, 8))):
+            out[draw(position)] ^= 1 << draw(st.integers(0, 7))
+    elif kind == "overwrite":
+        start = draw(position)
+        chunk = draw(st.binary(min_size=1, max_size=64))
+        out[start : start + len(chunk)] = chunk
+    else:
+        out += draw(st.binary(min_size=1, max_size=64))
+    return bytes(out)

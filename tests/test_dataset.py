@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dreamworld.envs import DatasetError, DatasetWriter, EpisodeDataset, collect
+from dreamworld.envs.dataset import manifest_digest
 
 SPACE = gym.spaces.Discrete(4)
 
@@ -80,6 +81,7 @@ def test_recovers_an_episode_the_manifest_missed(tmp_path):
         w.add_episode(*_episode(rng, 9))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     manifest["episodes"].pop()  # as if killed between renaming the episode and rewriting the manifest
+    manifest["sha256"] = manifest_digest(manifest)  # the manifest before the last episode
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "episodes" / ".tmp-123-ep_000002.npz").write_bytes(b"half written")
     with DatasetWriter(tmp_path, "Toy-v0", (8, 8, 3), SPACE) as w:
@@ -163,3 +165,26 @@ def test_default_mixed_policy_plays_randomly_where_no_script_exists(tmp_path):
     result = collect("Pendulum-v1", tmp_path / "data", 30, policy=CollectArgs.policy, progress=False, size=(16, 16))
     assert result.steps_total == 30
     assert len(EpisodeDataset(tmp_path / "data").episode(0)["actions"]) == 30
+
+
+def test_dataset_repair_drops_damaged_episodes(tmp_path, capsys):
+    """`dreamworld dataset DATA --repair`: a truncated and a deleted episode leave the dataset (the truncated file
+    moves to DATA/damaged/), the others stay; before it, reading names the file and the repair."""
+    from dreamworld.cli_data import DatasetArgs, run_dataset
+
+    rng = np.random.default_rng(4)
+    with DatasetWriter(tmp_path, "Toy-v0", (8, 8, 3), SPACE) as w:
+        for steps in (3, 4, 5, 6):
+            w.add_episode(*_episode(rng, steps))
+    episodes = tmp_path / "episodes"
+    (episodes / "ep_000001.npz").write_bytes((episodes / "ep_000001.npz").read_bytes()[:200])
+    with pytest.raises(DatasetError, match=r"ep_000001.npz is damaged .* --repair"):
+        EpisodeDataset(tmp_path).episode(1)
+    (episodes / "ep_000002.npz").unlink()
+    with pytest.raises(DatasetError, match=r"ep_000002.npz is listed in manifest.json but missing: .* --repair"):
+        EpisodeDataset(tmp_path)
+    run_dataset(DatasetArgs(str(tmp_path), repair=True))
+    assert "dropped 2 missing or damaged episode(s): ep_000001.npz, ep_000002.npz" in capsys.readouterr().out
+    ds = EpisodeDataset(tmp_path)
+    assert [e.file for e in ds.episodes] == ["ep_000000.npz", "ep_000003.npz"] and ds.steps == 3 + 6
+    assert (tmp_path / "damaged" / "ep_000001.npz").exists()
