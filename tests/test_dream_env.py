@@ -306,8 +306,12 @@ def test_stable_baselines3_ppo_trains_on_a_dream(runs):
 
     env = gym.make("dreamworld/Dream-v0", checkpoint=runs["box"], obs_type="latent", max_episode_steps=64)
     model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu")
+    before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(total_timesteps=2048)
-    assert model.num_timesteps >= 2048
+    assert model.num_timesteps == 2048  # 4 rollouts of 512 steps
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))  # it learned
+    episodes = list(model.ep_info_buffer)  # dreams that ended (or were cut at 64 steps), as SB3's Monitor saw them
+    assert episodes and all(1 <= e["l"] <= 64 and np.isfinite(e["r"]) for e in episodes)
 
 
 def test_record_video(tmp_path, runs):

@@ -161,10 +161,22 @@ def test_gymnasium_play_accepts_key_map():
     from gymnasium.utils.play import play
 
     env = gym.make(env_id("Catch"), render_mode="rgb_array")
-    pygame.display.init()
-    pygame.event.post(pygame.event.Event(pygame.QUIT))  # play() handles it after one step and returns
-    play(env, zoom=2, seed=0)
+    keys = env.unwrapped.get_keys_to_action()
+    assert keys[(ord("a"),)] == keys[(pygame.K_LEFT,)] == catch.Catch.LEFT
+    assert keys[(ord("d"),)] == keys[(pygame.K_RIGHT,)] == catch.Catch.RIGHT
+    steps = []
+
+    def quit_after_two(*transition):
+        steps.append(transition)
+        if len(steps) == 2:
+            pygame.event.post(pygame.event.Event(pygame.QUIT))  # play() handles it and returns
+
+    play(env, zoom=2, seed=0, callback=quit_after_two)
     env.close()
+    assert len(steps) == 2  # play() took the key map and stepped the game until asked to quit
+    for _, next_obs, action, reward, *_ in steps:
+        assert action == catch.Catch.NOOP and next_obs.shape == (64, 64, 3) and reward in (0.0, 1.0)  # the no-op
+    assert np.array_equal(steps[1][0], steps[0][1])  # one game, stepped twice
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -14,7 +14,9 @@ def _check_pixels(env, size=(64, 64)):
     assert obs.dtype == np.uint8 and obs.shape == (*size, 3)
     assert env.observation_space.contains(obs)
     obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-    assert obs.shape == (*size, 3) and isinstance(float(reward), float)
+    assert obs.shape == (*size, 3) and env.observation_space.contains(obs)
+    assert isinstance(reward, (int, float, np.integer, np.floating)) and not isinstance(reward, bool)
+    assert np.isfinite(reward) and isinstance(terminated, (bool, np.bool_)) and isinstance(truncated, (bool, np.bool_))
     return obs
 
 

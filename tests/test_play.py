@@ -137,7 +137,9 @@ def test_real_game_beside_the_dream(run):
     session.set_compare(True)
     assert session.current.real_image.shape == (64, 64, 3)
     mae, psnr = session.difference()
-    assert 0 <= mae <= 255 and np.isfinite(psnr)
+    diff = session.current.image.astype(float) - session.current.real_image.astype(float)  # dream - real
+    assert mae == pytest.approx(np.abs(diff).mean()) and psnr == pytest.approx(10 * np.log10(255**2 / (diff**2).mean()))
+    assert mae > 0  # an untrained toy model does not draw the real game
     for _ in range(3):
         session.step(2)
     real_before = session.current.real_image

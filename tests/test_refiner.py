@@ -182,8 +182,9 @@ def test_training_with_a_refiner_end_to_end(tmp_path):
                                 refiner_logits_lr_scale=1.0), wandb="disabled")  # 36 steps: logits at full rate
     assert summary["refiner"]["steps"] == 36
     assert summary["refiner"]["final_loss"] < summary["refiner"]["first_loss"]
-    metrics = summary["eval"]
-    assert metrics["chain_reconstruction_psnr"] > 0 and metrics["reconstruction_psnr"] > 0
+    metrics = summary["eval"]  # measured: reconstruction 20.4 dB, whole episodes drawn in a chain 14.9 dB
+    assert metrics["reconstruction_psnr"] > 17.5  # Cave's mean frame scores 17.3 dB, a gray frame 8.5
+    assert 12 < metrics["chain_reconstruction_psnr"] <= metrics["reconstruction_psnr"] + 0.5  # errors add up
     assert load(tmp_path / "run").refiner is not None
 
 
