@@ -57,7 +57,8 @@ def env_programs(draw, vector: bool):
         good_batch = strategies.good_batches(space, n)
         bad_batch = st.one_of(
             st.tuples(st.lists(good, min_size=n, max_size=n), st.integers(0, n - 1), bad).map(
-                lambda t: [t[2] if i == t[1] else a for i, a in enumerate(t[0])]),  # one bad row
+                lambda t: [t[2] if i == t[1] else a for i, a in enumerate(t[0])]).filter(
+                lambda b: not _fits_batch(b, space, n)),  # one bad row (numpy makes [False, 0.5] a float row)
             st.lists(good, min_size=1, max_size=4).filter(lambda a: len(a) != n).map(np.array),  # wrong count
             bad.filter(lambda a: not _fits_batch(a, space, n)))  # (2,) is no Discrete action but 2 of them
         seed = st.one_of(st.none(), strategies.seeds(), st.lists(st.none() | st.integers(0, 2**32 - 1),
