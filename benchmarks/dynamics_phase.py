@@ -1,15 +1,15 @@
-"""Benchmark: the dynamics phase for the same wall time with each transformer size, batch size and warmup, then how
-well the model predicts held-out episodes. On a CPU without native bfloat16 a 15-minute run gave the old 256-wide,
-4-deep transformer a few hundred steps (Cave: 115, Catch: 383 on 2 AVX2 cores), so how those steps are spent decided
-`--batch-size`, `--dynamics-warmup-share` and, with `--sizes`, the tiny preset's transformer (128x2x2).
+"""Benchmark: the dynamics phase for the same wall time with each dynamics variant (transformer size, local mixing,
+...), batch size and warmup, then how well the model predicts held-out episodes: moving-pixel PSNR against copying
+the last frame and, for games with an object parser, object recall. It decided `--batch-size`,
+`--dynamics-warmup-share` and the tiny preset's dynamics.
 
     python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
-        [--warmup-shares 0 0.05] [--sizes 256x4x4 128x4x4] [--json results/dynamics_phase_catch_avx2.json]
+        [--warmup-shares 0 0.05] [--variants default d_model=256,n_layers=4,n_heads=4] [--json results/X.json]
 
 The world model in RUN keeps its tokenizer (and refiner and termination CNN); its dynamics start again from the
 same new weights for every variant and train on DATA's training split as in `dreamworld train` (its windows, end
 share, loss and learning-rate schedule; compiled when `train` would compile a phase that long). Scored on the
-held-out split with `dreamworld.evaluate.fidelity`: PSNR at horizons 1..16 against copying the last real frame.
+held-out split with `dreamworld.evaluate.fidelity` at horizons 1..16.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from itertools import product
 
 import torch
 import tyro
-from common import save_results
+from common import apply_settings, save_results
 from rich.console import Console
 from rich.table import Table
 
@@ -31,7 +31,6 @@ from dreamworld.envs import EpisodeDataset
 from dreamworld.evaluate import fidelity
 from dreamworld.phases import phase_budget, run_phase
 from dreamworld.precision import flush_denormals
-from dreamworld.presets import resize_dynamics
 from dreamworld.tracking import Tracker
 from dreamworld.train import TrainConfig, dynamics_loss, encode_frames, sequence_frames
 from dreamworld.world_model import WorldModel
@@ -47,14 +46,16 @@ class Args:
     """the dataset it was trained on (the training split trains, the held-out split is scored)"""
     seconds: float = 150.0
     """wall time of each dynamics phase"""
+    steps: int | None = None
+    """train each variant this many steps instead of for --seconds (a fair comparison on a shared machine)"""
     batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.batch_size])
     """dynamics batch sizes to compare (sequences per step)"""
     warmup_shares: list[float] = field(default_factory=lambda: [TrainConfig.dynamics_warmup_share])
     """--dynamics-warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps
     only)"""
-    sizes: list[str] = field(default_factory=list)
-    """dynamics sizes to compare, each D_MODELxLAYERSxHEADS (e.g. 128x2x2, the tiny preset's); default: the size
-    of the dynamics in --checkpoint"""
+    variants: list[str] = field(default_factory=lambda: ["default"])
+    """dynamics to compare, each `default` (the config in --checkpoint) or comma-separated FIELD=VALUE of
+    DynamicsConfig and lr (e.g. d_model=256,n_layers=4,n_heads=4 or lr=2e-3)"""
     rollouts: int = 128
     """held-out rollouts scored per variant"""
     threads: int = 2
@@ -65,24 +66,17 @@ class Args:
     """write the results to this JSON file"""
 
 
-def size_name(model: WorldModel) -> str:
-    """The size of `model`'s dynamics as D_MODELxLAYERSxHEADS."""
-    d = model.cfg.dynamics
-    return f"{d.d_model}x{d.n_layers}x{d.n_heads}"
-
-
-def with_new_dynamics(trained: WorldModel, size: str, kept: dict, seed: int) -> WorldModel:
-    """A copy of `trained` whose dynamics are new weights (from `seed`) of `size` (D_MODELxLAYERSxHEADS); `kept`
-    (the tokenizer, refiner and termination CNN's weights) loaded as they were."""
-    cfg = copy.deepcopy(trained.cfg)
-    try:
-        resize_dynamics(cfg, *(int(x) for x in size.split("x")))
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"--sizes {size!r}: write D_MODELxLAYERSxHEADS, e.g. 128x2x2 ({e})") from None
+def with_new_dynamics(trained: WorldModel, variant: str, kept: dict, seed: int) -> tuple[WorldModel, float | None]:
+    """(a copy of `trained` whose dynamics are new weights (from `seed`) of its config with `variant`'s settings,
+    the learning rate the variant names or None); `kept` (the tokenizer, refiner and termination CNN's weights)
+    loaded as they were."""
+    cfg, lr = copy.deepcopy(trained.cfg), None
+    if variant != "default":
+        cfg.dynamics, lr = apply_settings(cfg.dynamics, variant.split(","), variant, "d_model=256,n_layers=4")
     torch.manual_seed(seed)
     model = WorldModel(cfg)
     model.load_state_dict(kept, strict=False)
-    return model
+    return model, lr
 
 
 def main(args: Args) -> dict:
@@ -91,17 +85,17 @@ def main(args: Args) -> dict:
     flush_denormals()
     torch.set_num_threads(args.threads)
     ds, trained = EpisodeDataset(args.data), ckpt.load(args.checkpoint)
-    cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=0.0, refiner_share=0.0, termination_share=0.0,
+    cfg = TrainConfig(minutes=None if args.steps else args.seconds / 60, steps=args.steps, tokenizer_share=0.0,
+                      refiner_share=0.0, termination_share=0.0,
                       outcome_share=0.0, checkpoint_seconds=1e9, eval_seconds=1e9, seed=args.seed)
     train_eps, held = split_episodes(ds, cfg.holdout)
     steps = load_steps(ds, train_eps, progress=False)
     tokens = encode_frames(trained, steps.frames, progress=False)  # (F, N)
     kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("dynamics.")}
     rows = {}
-    for size, batch_size, warmup_share in product(args.sizes or [size_name(trained)], args.batch_sizes,
-                                                   args.warmup_shares):
+    for name, batch_size, warmup_share in product(args.variants, args.batch_sizes, args.warmup_shares):
         variant = replace(cfg, batch_size=batch_size, dynamics_warmup_share=warmup_share)
-        model = with_new_dynamics(trained, size, kept, args.seed)
+        model, lr = with_new_dynamics(trained, name, kept, args.seed)
         sampler = WindowSampler(steps, tokens, sequence_frames(model, variant), variant.end_share, args.seed)
         compile_step = should_compile(variant.compile, "cpu", *phase_budget(variant, "dynamics", model))
         forward = compiled(model.dynamics) if compile_step else model.dynamics  # as `train` decides it
@@ -109,22 +103,27 @@ def main(args: Args) -> dict:
         def loss(model=model, sampler=sampler, forward=forward, variant=variant):
             return dynamics_loss(model, sampler.sample(variant.batch_size), variant, forward)
 
-        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, variant.lr, variant,
+        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, lr or variant.lr, variant,
                           {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),
                           warmup_share=warmup_share)
         model.eval()
         metrics, _ = fidelity(model, ds, held, horizon=16, samples=args.rollouts)
-        rows[f"{size}, batch {batch_size}, warmup share {warmup_share:g}"] = {
-            "size": size, "parameters": sum(p.numel() for p in model.dynamics.parameters()),
+        rows[f"{name}, batch {batch_size}, warmup share {warmup_share:g}"] = {
+            "variant": name, "parameters": sum(p.numel() for p in model.dynamics.parameters()),
             "batch_size": batch_size, "warmup_share": warmup_share, "steps": phase["steps"],
             "seconds": phase["seconds"], "final_loss": phase["final_loss"], "psnr": metrics["psnr"],
-            "baseline_psnr": metrics["baseline_psnr"]}
-    table = Table(title=f"dynamics phase, {args.seconds:.0f} s each, {args.data}, {args.rollouts} rollouts")
-    for col in ("variant", "steps", "final loss", *(f"PSNR h={h} (copy-last)" for h in HORIZONS)):
+            "baseline_psnr": metrics["baseline_psnr"], "moving_psnr": metrics["moving_psnr"],
+            "baseline_moving_psnr": metrics["baseline_moving_psnr"], "object_recall": metrics.get("object_recall")}
+    budget = f"{args.steps} steps" if args.steps else f"{args.seconds:.0f} s"
+    table = Table(title=f"dynamics phase, {budget} each, {args.data}, {args.rollouts} rollouts")
+    for col in ("variant", "steps", "final loss", *(f"moving PSNR h={h} (copy-last)" for h in HORIZONS),
+                *(f"object recall h={h}" for h in HORIZONS)):
         table.add_column(col, justify="right")
     for name, r in rows.items():
+        recall = r["object_recall"] or {}
         table.add_row(name, str(r["steps"]), f"{r['final_loss']:.4f}",
-                      *(f"{r['psnr'][h]:.2f} ({r['baseline_psnr'][h]:.2f})" for h in HORIZONS))
+                      *(f"{r['moving_psnr'][h]:.2f} ({r['baseline_moving_psnr'][h]:.2f})" for h in HORIZONS),
+                      *(f"{recall[h]:.2f}" if recall.get(h) is not None else "-" for h in HORIZONS))
     Console().print(table)
     return save_results(args, checkpoint=args.checkpoint, data=args.data, seconds=args.seconds,
                         rollouts=args.rollouts, rows=rows)

@@ -65,8 +65,10 @@ class WorldModelConfig:
             raise ValueError(f"unknown world-model config keys {sorted(unknown)}: not a dreamworld world model")
         data = dict(data)
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
-        # configs without a sampler key predate the coherent sampler: their dynamics draw digits independently
-        data["dynamics"] = DynamicsConfig(**{"sampler": "independent", **data.get("dynamics", {})})
+        # configs without these keys predate the coherent sampler and local mixing: their dynamics draw digits
+        # independently and have no local mixing
+        data["dynamics"] = DynamicsConfig(**{"sampler": "independent", "local_mixing": False,
+                                             **data.get("dynamics", {})})
         data["termination"] = TerminationConfig(**data["termination"]) if data.get("termination") else None
         # refiners saved before they read actions have no "actions" key
         data["refiner"] = RefinerConfig(**{"actions": False, **data["refiner"]}) if data.get("refiner") else None
