@@ -10,7 +10,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamworld.checkpoint import (
+from dreamworld.envs.games.object_vector import ObjectEncoder
+from dreamworld.io import (
     build,
     check_fields,
     check_state,
@@ -20,7 +21,6 @@ from dreamworld.checkpoint import (
     write_json,
     write_safetensors,
 )
-from dreamworld.envs.games.object_vector import ObjectEncoder
 
 from .networks import ActorCritic, NetworkConfig
 

@@ -23,9 +23,10 @@ from common import cpu_name, write_results
 from rich.console import Console
 from rich.table import Table
 
-from dreamworld.checkpoint import STARTS, read_config, save_model, write_safetensors
+from dreamworld.checkpoint import STARTS, read_config, save_model
 from dreamworld.dream_vector_env import DreamVectorEnv
 from dreamworld.envs import make_env, space_to_json
+from dreamworld.io import write_safetensors
 from dreamworld.precision import Precision, resolve
 from dreamworld.presets import preset
 from dreamworld.world_model import WorldModel

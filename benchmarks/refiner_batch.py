@@ -26,6 +26,7 @@ from rich.table import Table
 import dreamworld
 from dreamworld import checkpoint as ckpt
 from dreamworld import world_model, worlds
+from dreamworld.io import read_safetensors
 
 
 @dataclass
@@ -53,7 +54,7 @@ def main(args: Args) -> None:
     model = dreamworld.load(run, device="cpu")
     if model.refiner is None:
         raise SystemExit(f"{args.world} has no refiner: pick a world trained with --refiner (the shipped cave)")
-    starts = ckpt.read_safetensors(run / ckpt.STARTS)["frames"]  # (S, T, H, W, 3) uint8
+    starts = read_safetensors(run / ckpt.STARTS)["frames"]  # (S, T, H, W, 3) uint8
     real = starts.reshape(-1, *starts.shape[-3:])  # (S * T, H, W, 3)
     real = real[torch.arange(args.frames + 1) % len(real)]  # (frames + 1, H, W, 3)
     fresh = model.tokenizer.decode(model.encode(real[1:]))  # (frames, 3, H, W)

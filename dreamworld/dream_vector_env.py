@@ -35,6 +35,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dreamworld.envs.games.object_vector import ObjectEncoder
+from dreamworld.io import CheckpointError, read_safetensors, run_file
 
 from . import checkpoint as ckpt
 from .dynamics import gumbel
@@ -80,11 +81,11 @@ class StartContexts:
 
     def _read_saved(self, run: Path, cfg: WorldModelConfig) -> None:
         """Check and keep the contexts in starts.safetensors (the last `length` frames of each)."""
-        path = ckpt.run_file(run, ckpt.STARTS)
+        path = run_file(run, ckpt.STARTS)
         if not path.is_file():
-            raise ckpt.CheckpointError(f"{run} has no {ckpt.STARTS} (real start frames saved at training time): "
+            raise CheckpointError(f"{run} has no {ckpt.STARTS} (real start frames saved at training time): "
                                        "pass data=DATASET, the dataset the model was trained on")
-        tensors = ckpt.read_safetensors(path)
+        tensors = read_safetensors(path)
         frames, actions = tensors.get("frames"), tensors.get("actions")
         action_shape = () if cfg.action_space["type"] == "Discrete" else tuple(cfg.action_space["shape"])
         K = self.length
@@ -92,14 +93,14 @@ class StartContexts:
                 or list(frames.shape[2:]) != list(cfg.obs_shape) or frames.shape[1] < K
                 or tuple(actions.shape) != (frames.shape[0], frames.shape[1] - 1, *action_shape)):
             shapes = {k: (str(v.dtype), tuple(v.shape)) for k, v in tensors.items()}
-            raise ckpt.CheckpointError(
+            raise CheckpointError(
                 f"{path} does not hold start contexts for this model (found {shapes}; expected frames uint8 (S, >="
                 f"{K}, {', '.join(map(str, cfg.obs_shape))}) and actions (S, K-1{', ' if action_shape else ''}"
                 f"{', '.join(map(str, action_shape))})): pass data=DATASET instead")
         try:
             check_actions(self.space, actions.numpy().reshape(-1, *action_shape), actions.shape[0] * actions.shape[1])
         except ValueError as e:
-            raise ckpt.CheckpointError(f"{path} holds start actions the model cannot take ({e}): pass data=DATASET "
+            raise CheckpointError(f"{path} holds start actions the model cannot take ({e}): pass data=DATASET "
                                        "instead") from None
         skip = frames.shape[1] - K  # keep the last K frames of longer contexts
         self._frames, self._actions = frames[:, skip:].numpy(), actions[:, skip:].numpy()

@@ -20,6 +20,7 @@ import numpy as np
 import tyro
 
 from dreamworld.envs import collect
+from dreamworld.io import write_json
 
 from . import checkpoint as ckpt
 from .agent_envs import frame_policy, real_envs
@@ -75,7 +76,7 @@ def read_state(out: Path) -> dict:
 def _advance(out: Path, state: dict, stage: str, **updates) -> None:
     """Record that the loop moves on to `stage` (atomically)."""
     state.update(stage=stage, **updates)
-    ckpt.write_json(out / STATE, state)
+    write_json(out / STATE, state)
 
 
 def _train_world_model(out: Path, state: dict, cfg: LoopConfig, wandb: str) -> None:
@@ -95,7 +96,7 @@ def _train_world_model(out: Path, state: dict, cfg: LoopConfig, wandb: str) -> N
         rewound |= {k: train_state[k] for k in ("generator", "wandb_id") if k in train_state}
         ckpt.save_train_state(run, rewound)
         state["model_rewound"] = state["iteration"]
-        ckpt.write_json(out / STATE, state)
+        write_json(out / STATE, state)
     if ckpt.load_train_state(run)["phase"] != "done":
         train(state["data"], str(run), cfg.model.config(), cfg.train, resume=True, wandb=wandb)
 
@@ -160,5 +161,5 @@ def loop(env_id: str, out: str, cfg: LoopConfig, wandb: str = "offline", progres
         envs.close()
         state["final"] = {"real_return": result.mean_return, "real_return_std": float(np.std(result.returns)),
                           "real_length": result.mean_length, "episodes": cfg.final_episodes}
-        ckpt.write_json(out_dir / STATE, state)
+        write_json(out_dir / STATE, state)
     return state

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dreamworld.envs import EpisodeDataset, env_render_fps
+from dreamworld.io import write_safetensors
 
 from . import checkpoint as ckpt
 from .compiling import Compile, compiled, should_compile
@@ -393,7 +394,7 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
         save(state)
     summary["train_seconds"] = clock.elapsed()
     if cfg.dump_ranks:
-        ckpt.write_safetensors(out / f"rank_{dist.rank}.safetensors", model.state_dict())
+        write_safetensors(out / f"rank_{dist.rank}.safetensors", model.state_dict())
     if held_eps and dist.is_main:
         summary["eval"] = log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
     tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])

@@ -20,7 +20,6 @@ a damaged manifest is rebuilt from the episode files by `dreamworld collect`), n
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -55,34 +54,6 @@ EOFError, KeyError, ValueError, but also RuntimeError (a changed flag asks for a
 
 class DatasetError(Exception):
     """A dataset that cannot be read or written as asked; the message says what to do."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call `write(file)` on a temporary sibling of `path`, fsync it, rename it over `path`."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise DatasetError(
-                f"disk full while writing {path}: the episodes already stored are intact; "
-                "free some space and run the same command again to continue"
-            ) from e
-        raise
 
 
 def check_directory(path: Path) -> None:

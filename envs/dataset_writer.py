@@ -11,6 +11,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from dreamworld.io import DiskFull, atomic_write
+
 from .dataset import (
     DIGEST,
     EPISODE_FILE,
@@ -22,7 +24,6 @@ from .dataset import (
     DatasetError,
     EpisodeDataset,
     EpisodeInfo,
-    atomic_write,
     check_directory,
     manifest_digest,
     read_manifest,
@@ -102,7 +103,7 @@ class DatasetWriter:
     def _write_manifest(self) -> None:
         self.manifest[DIGEST] = manifest_digest(self.manifest)
         data = json.dumps(self.manifest, indent=1).encode()
-        atomic_write(self.path / MANIFEST, lambda f: f.write(data))
+        _write(self.path / MANIFEST, lambda f: f.write(data))
 
     def _recover(self, repair: bool = False) -> int:
         """Delete leftovers of interrupted writes; list complete episode files the manifest missed (checked whole
@@ -185,7 +186,7 @@ class DatasetWriter:
         for k in range(steps // self.chunk_frames + 1):
             arrays[f"frames_{k:03d}"] = frames[k * self.chunk_frames : (k + 1) * self.chunk_frames]
         file = self.path / EPISODES / f"ep_{self._next:06d}.npz"
-        atomic_write(file, lambda f: np.savez_compressed(f, **arrays))
+        _write(file, lambda f: np.savez_compressed(f, **arrays))
         self._next += 1
         info = EpisodeInfo(file.name, steps, float(arrays["rewards"].sum()), bool(arrays["terminated"][-1]),
                            bool(arrays["truncated"][-1]), policy)
@@ -214,3 +215,12 @@ def repair_dataset(path: str | os.PathLike) -> list[str]:
     space = space_from_json(manifest["action_space"])
     with DatasetWriter(path, manifest["env_id"], tuple(manifest["obs_shape"]), space, repair=True) as writer:
         return writer.dropped
+
+
+def _write(path: Path, write) -> None:
+    """`atomic_write`, with a full disk reported as a DatasetError that says the stored episodes are intact."""
+    try:
+        atomic_write(path, write)
+    except DiskFull as e:
+        raise DatasetError(f"{e}: the episodes already stored are intact; free some space and run the same command "
+                           "again to continue") from e

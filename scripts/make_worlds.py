@@ -31,6 +31,7 @@ from dreamworld.console import print_table
 from dreamworld.data import split_episodes
 from dreamworld.demo import collect_mixed, train_or_resume
 from dreamworld.evaluate import fidelity, write_report
+from dreamworld.io import write_json
 from dreamworld.presets import ModelOptions
 from dreamworld.train import TrainConfig
 from dreamworld.train_agent import AgentConfig, train_agent
@@ -174,7 +175,7 @@ def make_world(game: str, args: MakeWorldsArgs) -> dict:
         "made_with": {"script": "scripts/make_worlds.py", "settings": asdict(args), "dreamworld":
                       dreamworld.__version__, "torch": torch.__version__},
     }
-    ckpt.write_json(world / "metrics.json", metrics)
+    write_json(world / "metrics.json", metrics)
     return metrics
 
 

@@ -24,8 +24,9 @@ from dreamworld.agents import (
     lambda_returns,
     load,
 )
-from dreamworld.checkpoint import STARTS, CheckpointError, save_model, write_safetensors
+from dreamworld.checkpoint import STARTS, save_model
 from dreamworld.envs import EpisodeDataset, collect
+from dreamworld.io import CheckpointError, write_safetensors
 from dreamworld.world_model import WorldModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,10 +9,11 @@ import torch
 from toy_models import end_module, toy_config
 
 from dreamworld.calibration import VIDEO_FRAMES, graded_play, spearman, write_closed_loop_video
-from dreamworld.checkpoint import STARTS, save_model, write_safetensors
+from dreamworld.checkpoint import STARTS, save_model
 from dreamworld.envs import make_env
 from dreamworld.envs.games.heuristics import heuristic
 from dreamworld.envs.games.objects import KINDS
+from dreamworld.io import write_safetensors
 from dreamworld.world_model import WorldModel
 
 GAMES = ("Catch", "Bricks", "Cave")

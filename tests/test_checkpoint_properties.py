@@ -26,9 +26,10 @@ from test_dream_env import make_run
 from dreamworld import checkpoint as ckpt
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy
 from dreamworld.agents import load as load_agent
-from dreamworld.checkpoint import CONFIG, STARTS, TRAIN_STATE, WEIGHTS, CheckpointError
+from dreamworld.checkpoint import CONFIG, STARTS, TRAIN_STATE, WEIGHTS
 from dreamworld.dream_vector_env import DreamVectorEnv
 from dreamworld.dynamics import DynamicsConfig
+from dreamworld.io import CheckpointError, read_safetensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,7 +96,7 @@ def test_damaged_safetensors_are_refused_or_harmless(saved, examples):
             _assert_names(e, name)
         else:
             assert _same_state(envs.model.state_dict(), saved["model"])
-            starts = ckpt.read_safetensors(saved["run"] / STARTS)
+            starts = read_safetensors(saved["run"] / STARTS)
             np.testing.assert_array_equal(envs.starts._frames, starts["frames"].numpy()[:, -envs.starts.length:])
         finally:
             shutil.rmtree(run)

@@ -9,8 +9,9 @@ import sys
 
 import torch
 
-from dreamworld.checkpoint import load, read_safetensors
+from dreamworld.checkpoint import load
 from dreamworld.envs import collect
+from dreamworld.io import read_safetensors
 
 
 def _free_port() -> int:

@@ -13,10 +13,11 @@ from gymnasium.utils.env_checker import check_env
 from toy_models import end_module, toy_config
 
 import dreamworld
-from dreamworld.checkpoint import CONFIG, STARTS, WEIGHTS, CheckpointError, save_model, write_safetensors
+from dreamworld.checkpoint import CONFIG, STARTS, WEIGHTS, save_model
 from dreamworld.dream_env import DreamEnv
 from dreamworld.dream_vector_env import DreamVectorEnv
 from dreamworld.dynamics import DynamicsConfig
+from dreamworld.io import CheckpointError, write_safetensors
 from dreamworld.world_model import WorldModel
 
 BOX = gym.spaces.Box(-1, 1, (2,), np.float32)

@@ -8,11 +8,12 @@ import pytest
 import torch
 from toy_models import end_module, toy_config
 
-from dreamworld.checkpoint import STARTS, save_model, write_safetensors
+from dreamworld.checkpoint import STARTS, save_model
 from dreamworld.cli import main
 from dreamworld.cli_play import PlayArgs, build_app, resolve_checkpoint
 from dreamworld.dream_vector_env import StartContexts
 from dreamworld.envs import EpisodeDataset
+from dreamworld.io import write_safetensors
 from dreamworld.play import KeyMap, PlayOptions, PlaySession
 from dreamworld.play.app import HEADER
 from dreamworld.play.script import parse_script

@@ -8,7 +8,8 @@ import pytest
 import torch
 from toy_models import dynamics_loss_and_grads, toy_config
 
-from dreamworld.checkpoint import CheckpointError, load, read_safetensors, save_model
+from dreamworld.checkpoint import load, save_model
+from dreamworld.io import CheckpointError, read_safetensors
 from dreamworld.world_model import WorldModel
 
 

@@ -13,8 +13,9 @@ from test_play import make_run
 from dreamworld import worlds
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy
 from dreamworld.agents import load as load_agent
-from dreamworld.checkpoint import WEIGHTS, compact_state, expand_state, load, read_safetensors, write_safetensors
+from dreamworld.checkpoint import WEIGHTS, compact_state, expand_state, load
 from dreamworld.cli_play import PlayArgs, build_app
+from dreamworld.io import read_safetensors, write_safetensors
 from dreamworld.play import PlayOptions
 
 
@@ -94,41 +95,3 @@ def test_play_opens_the_default_world_and_its_agent(run, tmp_path, shipped):
     with pytest.raises(FileNotFoundError, match="available: bricks"):
         worlds.path("catch")
     assert build_app(PlayArgs(checkpoint=str(run), window=PlayOptions(script="wait"))).agent is None
-
-
-def test_correcting_a_shipped_worlds_termination_prior_changes_one_bias_once(run, tmp_path, shipped):
-    import importlib.util
-    import sys
-
-    from dreamworld.envs import DatasetWriter
-
-    world = worlds.export_world(run, shipped / "catch", dtype="int8")
-    before = read_safetensors(world / WEIGHTS)
-    rng = np.random.default_rng(0)
-    with DatasetWriter(tmp_path / "data", "dreamworld/Catch-v0", (64, 64, 3), gym.spaces.Discrete(3)) as writer:
-        for steps, ends in ((40, True), (60, False), (50, True), (30, True)):
-            terminated = np.zeros(steps, bool)
-            terminated[-1] = ends
-            writer.add_episode(rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, steps),
-                               np.zeros(steps, np.float32), terminated, np.zeros(steps, bool), policy="random")
-    spec = importlib.util.spec_from_file_location("correct", "scripts/correct_termination_prior.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules["correct"] = script  # its dataclass looks its module up
-    spec.loader.exec_module(script)
-    args = script.CorrectPriorArgs(world=str(world), data=str(tmp_path / "data"))
-    shift = script.main(args)  # the last episode is held out: 2 endings in 150 training steps
-    assert shift > 2
-    after = read_safetensors(world / WEIGHTS)
-    for name, tensor in before.items():
-        if name != script.BIAS:
-            assert torch.equal(after[name], tensor), name  # int8 weights and scales untouched
-    lowered = before[script.BIAS].float() - shift  # float16 steps by 0.0625 near the toy's -100
-    torch.testing.assert_close(after[script.BIAS].float(), lowered, atol=0.07, rtol=0)
-    assert load(world).cfg.termination.prior_shift == pytest.approx(shift)
-    config = json.loads((world / "config.json").read_text())
-    del config["config"]["termination"]["prior_shift"]  # as if stopped between the weights and the config
-    (world / "config.json").write_text(json.dumps(config))
-    assert script.main(args) == pytest.approx(shift)  # the config is completed, the bias not lowered again
-    torch.testing.assert_close(read_safetensors(world / WEIGHTS)[script.BIAS], after[script.BIAS])
-    with pytest.raises(SystemExit, match="corrected already"):
-        script.main(args)

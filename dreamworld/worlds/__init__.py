@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from dreamworld import checkpoint as ckpt
+from dreamworld.io import CheckpointError, read_safetensors, write_json, write_safetensors
 
 ROOT = Path(__file__).parent
 """Where shipped worlds live (inside the installed package)."""
@@ -70,12 +71,12 @@ def export_world(run: str | os.PathLike, out_dir: str | os.PathLike, dtype: str 
     tmp = out_dir.with_name(out_dir.name + ".exporting")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ckpt.write_safetensors(tmp / ckpt.WEIGHTS, ckpt.compact_state(ckpt.read_safetensors(run / ckpt.WEIGHTS), dtype),
+    write_safetensors(tmp / ckpt.WEIGHTS, ckpt.compact_state(read_safetensors(run / ckpt.WEIGHTS), dtype),
                            metadata={"format": ckpt.FORMAT, "weights": dtype})
-    ckpt.write_json(tmp / ckpt.CONFIG, config)
+    write_json(tmp / ckpt.CONFIG, config)
     if (run / ckpt.STARTS).is_file():
-        saved = ckpt.read_safetensors(run / ckpt.STARTS)
-        ckpt.write_safetensors(tmp / ckpt.STARTS, {k: v[:starts] for k, v in saved.items()})  # (S, K, ...)
+        saved = read_safetensors(run / ckpt.STARTS)
+        write_safetensors(tmp / ckpt.STARTS, {k: v[:starts] for k, v in saved.items()})  # (S, K, ...)
     if agent is not None:
         _export_agent(Path(agent), tmp / AGENT, "float32" if dtype == "float32" else "float16")
     if out_dir.exists():
@@ -89,13 +90,13 @@ def _export_agent(agent: Path, out: Path, dtype: str) -> None:
     it ships in, so the path of the one it was trained with is dropped."""
     file = agent / ckpt.CONFIG
     if not file.is_file():
-        raise ckpt.CheckpointError(f"{agent} has no {ckpt.CONFIG}: pass an agent directory from dreamworld "
+        raise CheckpointError(f"{agent} has no {ckpt.CONFIG}: pass an agent directory from dreamworld "
                                    "train-agent")
     config = json.loads(file.read_text())
     if config.get("format") != AGENT_FORMAT:
-        raise ckpt.CheckpointError(f"{file} is not a dreamworld agent (format={config.get('format')!r})")
+        raise CheckpointError(f"{file} is not a dreamworld agent (format={config.get('format')!r})")
     config["checkpoint"] = None
     out.mkdir(parents=True)
-    ckpt.write_safetensors(out / ckpt.WEIGHTS, ckpt.compact_state(ckpt.read_safetensors(agent / ckpt.WEIGHTS), dtype),
+    write_safetensors(out / ckpt.WEIGHTS, ckpt.compact_state(read_safetensors(agent / ckpt.WEIGHTS), dtype),
                            metadata={"format": AGENT_FORMAT})
-    ckpt.write_json(out / ckpt.CONFIG, config)
+    write_json(out / ckpt.CONFIG, config)
