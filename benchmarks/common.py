@@ -50,9 +50,9 @@ def save_results(args, **entries) -> dict:
 
 
 def head_f1(model, ds, held: list[int], fresh) -> dict:
-    """Reward and termination F1 of `model` (dreamworld.evaluate.head_scores) on the held-out episodes `held` of
-    the dataset `ds` and on every episode of `fresh`, a dataset recorded apart."""
-    from dreamworld.evaluate import head_scores
+    """Reward and termination F1 of `model` (dreamworld.evaluate.fidelity.head_scores) on the held-out episodes `held`
+    of the dataset `ds` and on every episode of `fresh`, a dataset recorded apart."""
+    from dreamworld.evaluate.fidelity import head_scores
 
     model.eval()
     h, f = head_scores(model, ds, held), head_scores(model, fresh, list(range(len(fresh))))
@@ -87,9 +87,9 @@ def load_phase_inputs(args: PhaseArgs):
     import torch
 
     import dreamworld
-    from dreamworld.data import split_episodes
     from dreamworld.envs import EpisodeDataset
-    from dreamworld.train import TrainConfig
+    from dreamworld.train.config import TrainConfig
+    from dreamworld.train.data import split_episodes
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

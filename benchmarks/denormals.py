@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
-from dreamworld.termination import TransitionSampler, drawings, reconstruct, termination_loss
-from dreamworld.train import TrainConfig, encode_frames
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import load_steps, split_episodes
+from dreamworld.train.termination import TransitionSampler, drawings, reconstruct, termination_loss
+from dreamworld.train.trainer import encode_frames
 
 
 @dataclass

@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld.checkpoint import STARTS, read_config, save_model
-from dreamworld.dream_vector_env import DreamVectorEnv
+from dreamworld.dream.vector_env import DreamVectorEnv
 from dreamworld.envs import make_env, space_to_json
 from dreamworld.io import write_safetensors
-from dreamworld.precision import Precision, resolve
-from dreamworld.presets import preset
-from dreamworld.world_model import WorldModel
+from dreamworld.model.precision import Precision, resolve
+from dreamworld.model.presets import preset
+from dreamworld.model.world_model import WorldModel
 
 GOAL_FPS, GOAL_N = 500, 64
 

@@ -9,7 +9,7 @@ the last frame and, for games with an object parser, object recall. It decided `
 The world model in RUN keeps its tokenizer (and refiner and termination CNN); its dynamics start again from the
 same new weights for every variant and train on DATA's training split as in `dreamworld train` (its windows, end
 share, loss and learning-rate schedule; compiled when `train` would compile a phase that long). Scored on the
-held-out split with `dreamworld.evaluate.fidelity` at horizons 1..16.
+held-out split with `dreamworld.evaluate.fidelity.fidelity` at horizons 1..16.
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.compiling import compiled, should_compile
-from dreamworld.data import WindowSampler, load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
-from dreamworld.evaluate import fidelity
-from dreamworld.phases import phase_budget, run_phase
-from dreamworld.precision import flush_denormals
+from dreamworld.evaluate.fidelity import fidelity
+from dreamworld.model.precision import flush_denormals
+from dreamworld.model.world_model import WorldModel
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, dynamics_loss, encode_frames, sequence_frames
-from dreamworld.world_model import WorldModel
+from dreamworld.train.compiling import compiled, should_compile
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import WindowSampler, load_steps, split_episodes
+from dreamworld.train.phases import phase_budget, run_phase
+from dreamworld.train.trainer import dynamics_loss, encode_frames, sequence_frames
 
 HORIZONS = ("1", "4", "16")
 

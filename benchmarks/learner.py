@@ -32,11 +32,11 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.agent_envs import real_envs
 from dreamworld.agents import PPO, ActorCriticConfig, DreamActorCritic, Policy, PPOConfig, evaluate
+from dreamworld.dream.agent_envs import real_envs
 from dreamworld.envs import make_env
-from dreamworld.precision import autocast
-from dreamworld.world_model import WorldModel
+from dreamworld.model.precision import autocast
+from dreamworld.model.world_model import WorldModel
 
 ITEMS = 4  # the lowest items the state lists
 CATCH = "dreamworld/Catch-v0"

@@ -1,6 +1,7 @@
-"""Benchmark: what the outcome phase (dreamworld/outcome.py) does to a trained world model's reward and termination
-reading, the transformer unchanged: F1 before and after, on the held-out split of the training data and on a dataset
-recorded apart, and random play in the dream against the real game (a head that pays for flicker would show there).
+"""Benchmark: what the outcome phase (dreamworld/train/outcome.py) does to a trained world model's reward and
+termination reading, the transformer unchanged: F1 before and after, on the held-out split of the training data and on a
+dataset recorded apart, and random play in the dream against the real game (a head that pays for
+flicker would show there).
 
     python benchmarks/outcome_phase.py --checkpoint RUN --data DATA --fresh FRESH [--seconds 42] [--out RUN2]
         [--json results/outcome_phase_cpu.json]
@@ -24,11 +25,12 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.calibration import random_play
-from dreamworld.data import load_steps
-from dreamworld.optional_phases import outcome_phase
+from dreamworld.evaluate.calibration import random_play
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, encode_frames
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import load_steps
+from dreamworld.train.optional_phases import outcome_phase
+from dreamworld.train.trainer import encode_frames
 
 
 @dataclass

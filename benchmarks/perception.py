@@ -28,8 +28,8 @@ from rich.table import Table
 from torch.nn import functional as F
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.agent_envs import FrameEncoder, real_envs
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy, evaluate
+from dreamworld.dream.agent_envs import FrameEncoder, real_envs
 from dreamworld.envs import make_env
 
 KEEP = 0.25  # share of the played frames recorded: the frames spread over whole games, not their first steps

@@ -26,7 +26,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from dreamworld.checkpoint import read_config  # noqa: E402
-from dreamworld.cli_play import PlayArgs, build_app  # noqa: E402
+from dreamworld.cli.play import PlayArgs, build_app  # noqa: E402
 from dreamworld.play import PlayOptions  # noqa: E402
 
 GOAL_FPS, GOAL_P95_MS = 30, 50.0

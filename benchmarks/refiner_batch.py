@@ -7,7 +7,7 @@ SiLU, softmax and tap of the mix, while a chunk of a few dozen stays in the cach
 
 The world model draws `--frames` real frames of its own start contexts over the frame before each (as
 `draw_over_real` does for the termination CNN's training data, and a dream step for every dream), once per chunk
-size (`dreamworld.world_model.REFINE_CHUNK_CPU`); the table gives the median time per frame over `--repeats` runs
+size (`dreamworld.model.world_model.REFINE_CHUNK_CPU`); the table gives the median time per frame over `--repeats` runs
 and checks that every chunk size draws the same frames.
 """
 
@@ -25,8 +25,9 @@ from rich.table import Table
 
 import dreamworld
 from dreamworld import checkpoint as ckpt
-from dreamworld import world_model, worlds
+from dreamworld import worlds
 from dreamworld.io import read_safetensors
+from dreamworld.model import world_model
 
 
 @dataclass

@@ -23,16 +23,17 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld import load
-from dreamworld.data import load_steps, split_episodes
-from dreamworld.distributed import Distributed
 from dreamworld.envs import EpisodeDataset
-from dreamworld.evaluate import reconstruction_psnr
-from dreamworld.optional_phases import refiner_phase
-from dreamworld.precision import flush_denormals
-from dreamworld.refiner import Refiner, RefinerConfig
-from dreamworld.termination import drawings
+from dreamworld.evaluate.fidelity import reconstruction_psnr
+from dreamworld.model.precision import flush_denormals
+from dreamworld.model.refiner import Refiner, RefinerConfig
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, encode_frames
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import load_steps, split_episodes
+from dreamworld.train.distributed import Distributed
+from dreamworld.train.optional_phases import refiner_phase
+from dreamworld.train.termination import drawings
+from dreamworld.train.trainer import encode_frames
 
 
 @dataclass

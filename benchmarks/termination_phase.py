@@ -1,5 +1,5 @@
-"""Benchmark: the termination phase (dreamworld/termination.py) trained again, from a fresh CNN, on a trained world
-model's drawings of its training data, everything else unchanged: termination F1 before and after, on the held-out
+"""Benchmark: the termination phase (dreamworld/model/termination.py) trained again, from a fresh CNN, on a trained
+world model's drawings of its training data, everything else unchanged: termination F1 before and after, on the held-out
 split and on a dataset recorded apart. It answers "how good can this world's termination CNN get with more steps,
 moved and flipped copies, real frames" without retraining the world. With `--rewards` the new CNN reads rewards
 too (`dreamworld train --rewards frames`), so their F1 reads off it.
@@ -26,12 +26,14 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.data import load_steps
-from dreamworld.optional_phases import termination_phase
-from dreamworld.precision import Precision, resolve
-from dreamworld.termination import TerminationConfig, TerminationNet, drawings
+from dreamworld.model.precision import Precision, resolve
+from dreamworld.model.termination import TerminationConfig, TerminationNet
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, encode_frames
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import load_steps
+from dreamworld.train.optional_phases import termination_phase
+from dreamworld.train.termination import drawings
+from dreamworld.train.trainer import encode_frames
 
 
 @dataclass

@@ -9,8 +9,8 @@ number of steps, so this is the comparison that decides the tiny preset's widths
 
 Each variant of the same widths starts from the same weights, and every variant from the same canvas; each runs
 `run_phase("tokenizer", ...)` as `dreamworld train` does (its batches, end share, learning-rate schedule). Scored on
-the held-out split: reconstruction PSNR (`dreamworld.evaluate.reconstruction_psnr`) and each frame's worst pixel
-error, which a missing 2x2 gem shows.
+the held-out split: reconstruction PSNR (`dreamworld.evaluate.fidelity.reconstruction_psnr`) and each frame's worst
+pixel error, which a missing 2x2 gem shows.
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ from common import apply_settings, save_results
 from rich.console import Console
 from rich.table import Table
 
-from dreamworld.data import load_steps, split_episodes
 from dreamworld.envs import EpisodeDataset
 from dreamworld.envs.games.objects import parser
-from dreamworld.evaluate import reconstruction_frames, reconstruction_psnr
-from dreamworld.fidelity_metrics import object_counts, object_scores
-from dreamworld.phases import run_phase
-from dreamworld.precision import Precision, flush_denormals, resolve
-from dreamworld.presets import preset
-from dreamworld.tokenizer import TokenizerConfig
+from dreamworld.evaluate.fidelity import reconstruction_frames, reconstruction_psnr
+from dreamworld.evaluate.metrics import object_counts, object_scores
+from dreamworld.model.precision import Precision, flush_denormals, resolve
+from dreamworld.model.presets import preset
+from dreamworld.model.tokenizer import TokenizerConfig
+from dreamworld.model.world_model import WorldModel
 from dreamworld.tracking import Tracker
-from dreamworld.train import TrainConfig, fit_to_dataset, tokenizer_batches
-from dreamworld.world_model import WorldModel
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import load_steps, split_episodes
+from dreamworld.train.phases import run_phase
+from dreamworld.train.trainer import fit_to_dataset, tokenizer_batches
 
 
 @dataclass

@@ -27,12 +27,13 @@ from common import cpu_name, triton_version, write_results
 from rich.console import Console
 from rich.table import Table
 
-from dreamworld.compiling import compiled, compiler_missing
-from dreamworld.phases import adamw
-from dreamworld.precision import Precision, autocast, native_bf16
-from dreamworld.presets import preset
-from dreamworld.train import TrainConfig, dynamics_loss
-from dreamworld.world_model import WorldModel
+from dreamworld.model.precision import Precision, autocast, native_bf16
+from dreamworld.model.presets import preset
+from dreamworld.model.world_model import WorldModel
+from dreamworld.train.compiling import compiled, compiler_missing
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.phases import adamw
+from dreamworld.train.trainer import dynamics_loss
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Args:
     optimizers: list[Literal["fused", "for-loop"]] = field(default_factory=lambda: ["fused"])
     """AdamW implementations to time (fused: what training uses where the device has it)"""
     compile: bool = True
-    """also time the dynamics step compiled (dreamworld.compiling), where the device can compile"""
+    """also time the dynamics step compiled (dreamworld.train.compiling), where the device can compile"""
     json: str | None = None
     """write the results to this JSON file"""
 

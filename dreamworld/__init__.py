@@ -8,7 +8,7 @@ DREAM_ID = "dreamworld/Dream-v0"
 
 def load(run, device="cpu"):
     """Load the world model saved in the run directory `run`, ready to imagine on `device`."""
-    from .checkpoint import load as _load
+    from dreamworld.checkpoint import load as _load
 
     return _load(run, device)
 
@@ -21,8 +21,8 @@ def register_envs() -> None:
     from .envs.games import register_games
 
     if DREAM_ID not in gymnasium.registry:
-        gymnasium.register(DREAM_ID, entry_point="dreamworld.dream_env:DreamEnv",
-                           vector_entry_point="dreamworld.dream_vector_env:DreamVectorEnv")
+        gymnasium.register(DREAM_ID, entry_point="dreamworld.dream.env:DreamEnv",
+                           vector_entry_point="dreamworld.dream.vector_env:DreamVectorEnv")
     register_games()
 
 

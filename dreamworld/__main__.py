@@ -1,5 +1,5 @@
 """`python -m dreamworld` runs the CLI (torchrun uses this entry)."""
 
-from .cli import main
+from dreamworld.cli.main import main
 
 main()

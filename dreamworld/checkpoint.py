@@ -32,8 +32,7 @@ from dreamworld.io import (
     write_json,
     write_safetensors,
 )
-
-from .world_model import WorldModel, WorldModelConfig
+from dreamworld.model.world_model import WorldModel, WorldModelConfig
 
 FORMAT = "dreamworld-world-model"
 VERSION = 1

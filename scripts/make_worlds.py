@@ -24,17 +24,17 @@ import tyro
 import dreamworld
 from dreamworld import checkpoint as ckpt
 from dreamworld import worlds
-from dreamworld.agent_envs import real_envs
 from dreamworld.agents import evaluate
 from dreamworld.agents import load as load_agent
 from dreamworld.console import print_table
-from dreamworld.data import split_episodes
-from dreamworld.demo import collect_mixed, train_or_resume
-from dreamworld.evaluate import fidelity, write_report
+from dreamworld.dream.agent_envs import real_envs
+from dreamworld.evaluate.fidelity import fidelity, write_report
 from dreamworld.io import write_json
-from dreamworld.presets import ModelOptions
-from dreamworld.train import TrainConfig
-from dreamworld.train_agent import AgentConfig, train_agent
+from dreamworld.jobs.demo import collect_mixed, train_or_resume
+from dreamworld.jobs.train_agent import AgentConfig, train_agent
+from dreamworld.model.presets import ModelOptions
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import split_episodes
 
 
 @dataclass

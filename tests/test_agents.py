@@ -27,7 +27,7 @@ from dreamworld.agents import (
 from dreamworld.checkpoint import STARTS, save_model
 from dreamworld.envs import EpisodeDataset, collect
 from dreamworld.io import CheckpointError, write_safetensors
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

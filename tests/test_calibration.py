@@ -8,13 +8,13 @@ import pytest
 import torch
 from toy_models import end_module, toy_config
 
-from dreamworld.calibration import VIDEO_FRAMES, graded_play, spearman, write_closed_loop_video
 from dreamworld.checkpoint import STARTS, save_model
 from dreamworld.envs import make_env
 from dreamworld.envs.games.heuristics import heuristic
 from dreamworld.envs.games.objects import KINDS
+from dreamworld.evaluate.calibration import VIDEO_FRAMES, graded_play, spearman, write_closed_loop_video
 from dreamworld.io import write_safetensors
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
 
 GAMES = ("Catch", "Bricks", "Cave")
 
@@ -134,7 +134,7 @@ def test_graded_play_end_to_end(runs, tmp_path):
 
 
 def test_evaluate_runs_the_closed_loop_where_the_game_has_a_heuristic(runs, tmp_path, capsys):
-    from dreamworld.cli_model import EvaluateArgs, _closed_loop, print_closed_loop
+    from dreamworld.cli.model import EvaluateArgs, _closed_loop, print_closed_loop
 
     args = EvaluateArgs(checkpoint=str(runs["lasting"]), data="unused", closed_loop_steps=5, closed_loop_episodes=1)
     closed = _closed_loop(args, "dreamworld/Catch-v0", tmp_path, 15)

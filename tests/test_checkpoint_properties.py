@@ -27,9 +27,9 @@ from dreamworld import checkpoint as ckpt
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy
 from dreamworld.agents import load as load_agent
 from dreamworld.checkpoint import CONFIG, STARTS, TRAIN_STATE, WEIGHTS
-from dreamworld.dream_vector_env import DreamVectorEnv
-from dreamworld.dynamics import DynamicsConfig
+from dreamworld.dream.vector_env import DreamVectorEnv
 from dreamworld.io import CheckpointError, read_safetensors
+from dreamworld.model.dynamics import DynamicsConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

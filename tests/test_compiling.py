@@ -5,8 +5,8 @@ import pytest
 import torch
 from toy_models import assert_compiled_matches_eager, random_dynamics_batch, toy_config
 
-from dreamworld.compiling import AUTO_MIN_SECONDS, AUTO_MIN_STEPS, compiler_missing, should_compile
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
+from dreamworld.train.compiling import AUTO_MIN_SECONDS, AUTO_MIN_STEPS, compiler_missing, should_compile
 
 
 def test_digit_embeddings_equal_the_sum_of_table_rows():

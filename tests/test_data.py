@@ -1,8 +1,8 @@
-"""Training data in memory (dreamworld/data.py): which frames the tokenizer's batches show."""
+"""Training data in memory (dreamworld/train/data.py): which frames the tokenizer's batches show."""
 
 import torch
 
-from dreamworld.data import frames_with_endings
+from dreamworld.train.data import frames_with_endings
 
 
 def test_tokenizer_batches_show_the_frames_episodes_ended_on():

@@ -160,7 +160,7 @@ def test_sigkill_during_collect_then_continue(tmp_path):
 def test_default_mixed_policy_plays_randomly_where_no_script_exists(tmp_path):
     """`dreamworld collect`'s default policy (mixed) records a game without a scripted policy (a classic-control
     env here, as ALE games) with random play instead of refusing it."""
-    from dreamworld.cli_data import CollectArgs
+    from dreamworld.cli.data import CollectArgs
 
     result = collect("Pendulum-v1", tmp_path / "data", 30, policy=CollectArgs.policy, progress=False, size=(16, 16))
     assert result.steps_total == 30
@@ -170,7 +170,7 @@ def test_default_mixed_policy_plays_randomly_where_no_script_exists(tmp_path):
 def test_dataset_repair_drops_damaged_episodes(tmp_path, capsys):
     """`dreamworld dataset DATA --repair`: a truncated and a deleted episode leave the dataset (the truncated file
     moves to DATA/damaged/), the others stay; before it, reading names the file and the repair."""
-    from dreamworld.cli_data import DatasetArgs, run_dataset
+    from dreamworld.cli.data import DatasetArgs, run_dataset
 
     rng = np.random.default_rng(4)
     with DatasetWriter(tmp_path, "Toy-v0", (8, 8, 3), SPACE) as w:

@@ -4,7 +4,7 @@ import json
 
 import imageio.v3 as iio
 
-from dreamworld.cli import main
+from dreamworld.cli.main import main
 
 
 def test_quick_demo_writes_the_report(tmp_path, capsys):
@@ -32,10 +32,10 @@ def test_quick_demo_writes_the_report(tmp_path, capsys):
 def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
     """scripts/make_worlds.py --rewards-frames-games trains through it: the termination CNN gains its reward head."""
     from dreamworld import checkpoint as ckpt
-    from dreamworld.demo import train_or_resume
     from dreamworld.envs import collect
-    from dreamworld.presets import ModelOptions
-    from dreamworld.train import TrainConfig
+    from dreamworld.jobs.demo import train_or_resume
+    from dreamworld.model.presets import ModelOptions
+    from dreamworld.train.config import TrainConfig
 
     data = tmp_path / "catch"
     collect("Catch", data, 400, policy="mixed", seed=0, num_envs=2, progress=False)
@@ -52,7 +52,7 @@ def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
 
 def test_the_demo_trains_longer_on_a_cpu_without_native_bfloat16(monkeypatch, capsys):
     """5 minutes where the CPU computes bfloat16 natively; 12, and a line saying why, where it computes float32."""
-    from dreamworld import demo
+    from dreamworld.jobs import demo
 
     monkeypatch.setattr(demo, "native_bf16", lambda device: True)
     assert demo.default_train_minutes() == 5.0 and capsys.readouterr().out == ""

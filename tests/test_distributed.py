@@ -26,14 +26,42 @@ def _loss(stdout: str, phase: str, which: str) -> float:
     return float(match.group(1))
 
 
+KEEP_RANKS = """
+import os, sys
+from pathlib import Path
+
+import dreamworld.train.trainer as trainer
+from dreamworld.cli.main import main
+from dreamworld.io import write_safetensors
+
+models = []
+
+
+class Kept(trainer.WorldModel):  # the model each rank builds, kept to write its final weights
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        models.append(self)
+
+
+trainer.WorldModel = Kept
+main(sys.argv[1:])
+out = Path(sys.argv[sys.argv.index("--out") + 1])
+write_safetensors(out / f"rank_{os.environ['RANK']}.safetensors", models[0].state_dict())
+"""
+"""Run as each rank by torchrun: `dreamworld train`, then every rank writes the weights it ended with to
+OUT/rank_K.safetensors."""
+
+
 def test_two_cpu_ranks_train_one_model(tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
     collect("Catch", data, 1200, policy="mixed", seed=0, num_envs=3, progress=False)
+    script = tmp_path / "train_and_keep_ranks.py"
+    script.write_text(KEEP_RANKS)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "dreamworld", "train", "--data", str(data), "--out", str(run),
+           f"--master_port={_free_port()}", str(script), "train", "--data", str(data), "--out", str(run),
            "--wandb", "disabled", "--steps", "40", "--tokenizer-batch-size", "4", "--batch-size", "2",
            "--sequence-frames", "8", "--tokenizer-share", "0.32", "--outcome-share", "0.08", "--warmup-steps", "3",
-           "--log-every", "4", "--holdout", "0.34", "--eval-samples", "4", "--canvas-frames", "64", "--dump-ranks"]
+           "--log-every", "4", "--holdout", "0.34", "--eval-samples", "4", "--canvas-frames", "64"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

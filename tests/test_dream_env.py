@@ -14,11 +14,11 @@ from toy_models import end_module, toy_config
 
 import dreamworld
 from dreamworld.checkpoint import CONFIG, STARTS, WEIGHTS, save_model
-from dreamworld.dream_env import DreamEnv
-from dreamworld.dream_vector_env import DreamVectorEnv
-from dreamworld.dynamics import DynamicsConfig
+from dreamworld.dream.env import DreamEnv
+from dreamworld.dream.vector_env import DreamVectorEnv
 from dreamworld.io import CheckpointError, write_safetensors
-from dreamworld.world_model import WorldModel
+from dreamworld.model.dynamics import DynamicsConfig
+from dreamworld.model.world_model import WorldModel
 
 BOX = gym.spaces.Box(-1, 1, (2,), np.float32)
 

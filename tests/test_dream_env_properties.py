@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dream_env import BOX, make_run
 
-from dreamworld.dream_env import DreamEnv
-from dreamworld.dream_vector_env import DreamVectorEnv
-from dreamworld.dynamics import DynamicsConfig
+from dreamworld.dream.env import DreamEnv
+from dreamworld.dream.vector_env import DreamVectorEnv
+from dreamworld.model.dynamics import DynamicsConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

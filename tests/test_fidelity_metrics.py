@@ -1,4 +1,4 @@
-"""Fidelity metrics of what a player sees (dreamworld.fidelity_metrics) on hand-made frames and objects with known
+"""Fidelity metrics of what a player sees (dreamworld.evaluate.metrics) on hand-made frames and objects with known
 answers, and their wiring into evaluate.fidelity on a toy model."""
 
 import math
@@ -8,8 +8,8 @@ import pytest
 import torch
 from toy_models import toy_config
 
-from dreamworld.envs.games.objects import FrameObjects, Sprite
-from dreamworld.fidelity_metrics import (
+from dreamworld.envs.games.sprites import FrameObjects, Sprite
+from dreamworld.evaluate.metrics import (
     LINK_RADIUS,
     carried_sprites,
     match_objects,
@@ -18,7 +18,7 @@ from dreamworld.fidelity_metrics import (
     object_counts,
     object_scores,
 )
-from dreamworld.tokenizer import PSNR_CAP_DB
+from dreamworld.model.tokenizer import PSNR_CAP_DB
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,7 +142,7 @@ def catch_data(tmp_path_factory):
 
 def _toy_catch_model(data):
     from dreamworld.envs import EpisodeDataset, space_to_json
-    from dreamworld.world_model import WorldModel
+    from dreamworld.model.world_model import WorldModel
 
     cfg = toy_config(context=3)
     cfg.env_id = "dreamworld/Catch-v0"
@@ -153,7 +153,7 @@ def _toy_catch_model(data):
 
 def test_fidelity_reports_moving_psnr_and_objects_on_a_toy_model(catch_data, tmp_path):
     from dreamworld.envs import EpisodeDataset
-    from dreamworld.evaluate import fidelity, plot_psnr
+    from dreamworld.evaluate.fidelity import fidelity, plot_psnr
 
     ds = EpisodeDataset(catch_data)
     metrics, _ = fidelity(_toy_catch_model(catch_data), ds, list(range(len(ds))), horizon=4, samples=3, batch_size=2)
@@ -175,7 +175,7 @@ def test_fidelity_of_a_perfect_dream_is_perfect(catch_data, monkeypatch):
     """With imagination that returns the real future, every new score is at its best: a check that the steps,
     frames and carried flags line up."""
     from dreamworld.envs import EpisodeDataset
-    from dreamworld.evaluate import fidelity
+    from dreamworld.evaluate.fidelity import fidelity
 
     ds, model = EpisodeDataset(catch_data), _toy_catch_model(catch_data)
     context, windows, window = model.cfg.dynamics.context_frames, [], ds.window
@@ -191,7 +191,7 @@ def test_fidelity_of_a_perfect_dream_is_perfect(catch_data, monkeypatch):
 
 def test_log_eval_logs_the_new_scores(catch_data):
     from dreamworld.envs import EpisodeDataset
-    from dreamworld.evaluate import log_eval
+    from dreamworld.evaluate.fidelity import log_eval
 
     class Recorder:
         def __init__(self):

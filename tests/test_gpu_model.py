@@ -8,7 +8,7 @@ import torch
 from toy_models import assert_compiled_matches_eager, dynamics_loss_and_grads, random_dynamics_batch, toy_config
 
 from dreamworld.kernels import launch
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -63,7 +63,7 @@ def test_bfloat16_training_step_on_gpu_close_to_float32(model):
 def test_compiled_training_step_on_gpu_matches_eager(model):
     """What `--compile on` trains on CUDA: inductor's graph around the Triton attention (left out of the graph) gives
     the eager loss and gradients, in float32 and bfloat16, all finite."""
-    from dreamworld.compiling import compiler_missing
+    from dreamworld.train.compiling import compiler_missing
 
     if missing := compiler_missing("cuda"):
         pytest.skip(missing)
@@ -83,8 +83,8 @@ def test_dream_on_gpu_runs_and_is_seeded(model):
 
 def test_outcome_phase_on_gpu(model):
     """The outcome phase's states computed on the GPU equal the dynamics' own, and its loss trains the heads there."""
-    from dreamworld.data import Steps
-    from dreamworld.outcome import OutcomeStates, outcome_heads, outcome_loss
+    from dreamworld.train.data import Steps
+    from dreamworld.train.outcome import OutcomeStates, outcome_heads, outcome_loss
 
     T = 12
     batch = _batch(model, B=1, T=T, seed=2)

@@ -81,8 +81,8 @@ def test_loop_refuses_model_options_its_world_model_was_not_built_with(tmp_path)
     """Run again with other model options, the loop stops before it collects, naming what differs."""
     from test_play import make_run
 
-    from dreamworld.loop import LoopConfig, loop
-    from dreamworld.presets import ModelOptions
+    from dreamworld.jobs.loop import LoopConfig, loop
+    from dreamworld.model.presets import ModelOptions
 
     out = tmp_path / "loop"
     make_run(out / "world_model")  # a toy model: no refiner

@@ -15,10 +15,10 @@ from test_agents import toy_run
 from test_dream_env import make_run
 
 from dreamworld import worlds
-from dreamworld.agent_envs import frame_policy, real_envs
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy, evaluate, load
-from dreamworld.dream_env import DreamEnv
-from dreamworld.dream_vector_env import DreamVectorEnv
+from dreamworld.dream.agent_envs import frame_policy, real_envs
+from dreamworld.dream.env import DreamEnv
+from dreamworld.dream.vector_env import DreamVectorEnv
 from dreamworld.envs import make_env
 from dreamworld.envs.games import (
     Bricks,
@@ -230,7 +230,7 @@ def test_train_agent_on_objects_from_the_command_line(tmp_path):
 
 
 def test_an_objects_agent_plays_the_dream_in_the_window(tmp_path):
-    from dreamworld.cli_play import PlayArgs, build_app
+    from dreamworld.cli.play import PlayArgs, build_app
     from dreamworld.play import PlayOptions
 
     net = ActorCritic(object_space("Catch"), gym.spaces.Discrete(3), NetworkConfig(hidden=16, layers=1))

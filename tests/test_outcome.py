@@ -6,11 +6,12 @@ import pytest
 import torch
 from toy_models import toy_config
 
-from dreamworld.data import load_steps
 from dreamworld.envs import EpisodeDataset, collect, space_to_json
-from dreamworld.outcome import OutcomeStates, outcome_heads, outcome_loss
-from dreamworld.train import TrainConfig, encode_frames, train
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import load_steps
+from dreamworld.train.outcome import OutcomeStates, outcome_heads, outcome_loss
+from dreamworld.train.trainer import encode_frames, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -51,7 +51,7 @@ def test_wheel_installs_only_under_dreamworld_and_ships_the_worlds(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"dreamworld"}
     for module in ("dreamworld/envs/__init__.py", "dreamworld/envs/games/__init__.py",
-                   "dreamworld/kernels/__init__.py", "dreamworld/agents/__init__.py", "dreamworld/cli.py",
+                   "dreamworld/kernels/__init__.py", "dreamworld/agents/__init__.py", "dreamworld/cli/main.py",
                    "dreamworld/worlds/__init__.py"):
         assert module in names
     for file in WORLD_FILES:

@@ -9,15 +9,15 @@ import torch
 from toy_models import end_module, toy_config
 
 from dreamworld.checkpoint import STARTS, save_model
-from dreamworld.cli import main
-from dreamworld.cli_play import PlayArgs, build_app, resolve_checkpoint
-from dreamworld.dream_vector_env import StartContexts
+from dreamworld.cli.main import main
+from dreamworld.cli.play import PlayArgs, build_app, resolve_checkpoint
+from dreamworld.dream.starts import StartContexts
 from dreamworld.envs import EpisodeDataset
 from dreamworld.io import write_safetensors
+from dreamworld.model.world_model import WorldModel
 from dreamworld.play import KeyMap, PlayOptions, PlaySession
 from dreamworld.play.app import HEADER
 from dreamworld.play.script import parse_script
-from dreamworld.world_model import WorldModel
 
 BOX = gym.spaces.Box(-1, 1, (2,), np.float32)
 

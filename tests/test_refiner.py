@@ -9,14 +9,16 @@ import torch
 import torch.nn.functional as F
 from toy_models import toy_config
 
-from dreamworld import world_model
 from dreamworld.checkpoint import load, save_model
 from dreamworld.envs import EpisodeDataset, collect, space_to_json
-from dreamworld.phases import check_shares, load_optimizer_state
-from dreamworld.refiner import ChainSampler, Refiner, RefinerConfig, ShiftedMix, refiner_loss
-from dreamworld.tokenizer import pixels, psnr
-from dreamworld.train import TrainConfig, train
-from dreamworld.world_model import WorldModel, WorldModelConfig
+from dreamworld.model import world_model
+from dreamworld.model.refiner import Refiner, RefinerConfig, ShiftedMix
+from dreamworld.model.tokenizer import pixels, psnr
+from dreamworld.model.world_model import WorldModel, WorldModelConfig
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.phases import check_shares, load_optimizer_state
+from dreamworld.train.refiner import ChainSampler, refiner_loss
+from dreamworld.train.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -243,7 +245,7 @@ def test_a_refiner_saved_before_refiners_read_actions_loads_without_them():
 
 
 def test_a_refiner_whose_loss_rose_is_reported_as_stuck():
-    from dreamworld.optional_phases import refiner_stuck
+    from dreamworld.train.optional_phases import refiner_stuck
 
     warning = refiner_stuck({"first_loss": 0.0731, "final_loss": 0.0858})
     assert warning is not None and "0.0731 -> 0.0858" in warning and "--seed" in warning

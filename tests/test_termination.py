@@ -9,8 +9,8 @@ import torch
 from toy_models import toy_config
 
 from dreamworld.checkpoint import load, save_model
-from dreamworld.termination import Augment, TransitionSampler, _steps_before
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
+from dreamworld.train.termination import Augment, TransitionSampler, _steps_before
 
 
 def _dream(model, seed=0):
@@ -202,7 +202,7 @@ def test_a_termination_model_with_a_reward_head_gives_the_dreams_their_rewards(t
 
 
 def test_reward_rows_come_from_rewarded_steps_with_their_sign_and_the_loss_learns_them():
-    from dreamworld.termination import termination_loss
+    from dreamworld.train.termination import termination_loss
 
     drawn, ends, valid = _numbered_steps(200, 64, end=150)
     rewards = torch.zeros(200)

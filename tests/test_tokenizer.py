@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamworld.tokenizer import FSQ, PSNR_CAP_DB, Tokenizer, TokenizerConfig, psnr, window_range
+from dreamworld.model.tokenizer import FSQ, PSNR_CAP_DB, Tokenizer, TokenizerConfig, psnr, window_range
 
 TINY = TokenizerConfig(image_size=16, channels=[8, 16], blocks=[0, 1], levels=[5, 4, 3], groups=4)
 

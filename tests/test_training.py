@@ -19,8 +19,9 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load
 from dreamworld.envs import collect
-from dreamworld.phases import TrainingDiverged, adamw, lr_scale
-from dreamworld.train import TrainConfig, train
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.phases import TrainingDiverged, adamw, lr_scale
+from dreamworld.train.trainer import train
 
 FAST = {"tokenizer_batch_size": 8, "batch_size": 8, "log_every": 5, "warmup_steps": 5, "holdout": 0.34,
         "eval_samples": 8}
@@ -107,7 +108,7 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
 
 
 def test_the_termination_cnns_size_and_reward_head_come_from_the_command_line(catch_data, tmp_path):
-    from dreamworld.cli import main
+    from dreamworld.cli.main import main
 
     run = tmp_path / "run"
     main(["train", "--data", str(catch_data), "--out", str(run), "--wandb", "disabled", "--steps", "4",
@@ -199,9 +200,9 @@ def test_collect_train_evaluate_from_the_command_line(tmp_path):
 def test_no_held_out_score_in_the_last_eval_seconds_of_a_timed_phase(tmp_path, monkeypatch):
     """Scores fall every eval_seconds of a phase, but none in its last eval_seconds: training ends with one. On a
     clock that moves 1 s per step, a 20 s phase with eval_seconds 5 scores at 5 s and 10 s, and not at 15 s."""
-    from dreamworld import phases
+    from dreamworld.model.world_model import WorldModel
     from dreamworld.tracking import Tracker
-    from dreamworld.world_model import WorldModel
+    from dreamworld.train import phases
 
     now = [0.0]
     monkeypatch.setattr(phases.time, "perf_counter", lambda: now[0])
@@ -225,9 +226,9 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     less the outcome share is spent on the run's clock (so encoding the frames comes out of them), and the outcome
     phase when all of it is. A phase that starts late gets less time, one that starts after its end none, and a
     resumed phase keeps the budget it started with."""
-    from dreamworld.phases import RunClock, phase_end, run_phase
+    from dreamworld.model.world_model import WorldModel
     from dreamworld.tracking import Tracker
-    from dreamworld.world_model import WorldModel
+    from dreamworld.train.phases import RunClock, phase_end, run_phase
 
     cfg = TrainConfig(minutes=10, outcome_share=0.08)
     assert [phase_end(cfg, p) for p in ("tokenizer", "termination", "dynamics", "outcome")] == pytest.approx(
@@ -262,8 +263,8 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
 
 
 def test_rewards_off_frames_need_the_termination_cnn(tmp_path):
-    from dreamworld.cli_model import TrainArgs, run_train
-    from dreamworld.presets import ModelOptions
+    from dreamworld.cli.model import TrainArgs, run_train
+    from dreamworld.model.presets import ModelOptions
 
     with pytest.raises(ValueError, match="--termination frames"):
         run_train(TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"),
@@ -272,7 +273,7 @@ def test_rewards_off_frames_need_the_termination_cnn(tmp_path):
 
 def test_model_options_build_what_they_name():
     """`train` and `loop` build their models from ModelOptions: each option lands in the config it names."""
-    from dreamworld.presets import ModelOptions
+    from dreamworld.model.presets import ModelOptions
 
     plain = ModelOptions().config()
     assert plain.preset == "tiny" and plain.refiner is None and not plain.termination.rewards

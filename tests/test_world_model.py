@@ -10,7 +10,7 @@ from toy_models import dynamics_loss_and_grads, toy_config
 
 from dreamworld.checkpoint import load, save_model
 from dreamworld.io import CheckpointError, read_safetensors
-from dreamworld.world_model import WorldModel
+from dreamworld.model.world_model import WorldModel
 
 
 def _inputs(model, B=2, T=4, seed=0):
@@ -117,7 +117,7 @@ def test_coherent_sampler_draws_what_training_scores():
 def test_sampler_groups_lie_apart_and_see_only_earlier_groups():
     """Tokens drawn together sit a stride apart; a token's logits change with the tokens of earlier groups and
     with none of its own group's or later groups' (no token sees its own answer)."""
-    from dreamworld.token_decoder import group_order
+    from dreamworld.model.token_decoder import group_order
 
     order = group_order((4, 4), (2, 4))  # 8 groups of 2
     rows, cols = order // 4, order % 4
@@ -205,7 +205,7 @@ def test_bad_checkpoints_are_refused(tmp_path):
 def test_bfloat16_autocast_trains_like_float32():
     """Under bfloat16 autocast the dynamics loss and its gradients stay close to float32 (the rotary step keeps
     queries and keys in the autocast dtype, so attention sees one dtype), and precision names are checked."""
-    from dreamworld.precision import resolve
+    from dreamworld.model.precision import resolve
 
     torch.manual_seed(5)
     model = WorldModel(toy_config(context=3, frame_termination=False))

@@ -14,7 +14,7 @@ from dreamworld import worlds
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy
 from dreamworld.agents import load as load_agent
 from dreamworld.checkpoint import WEIGHTS, compact_state, expand_state, load
-from dreamworld.cli_play import PlayArgs, build_app
+from dreamworld.cli.play import PlayArgs, build_app
 from dreamworld.io import read_safetensors, write_safetensors
 from dreamworld.play import PlayOptions
 

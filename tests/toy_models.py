@@ -2,10 +2,10 @@
 
 import gymnasium as gym
 
-from dreamworld.dynamics import DynamicsConfig
-from dreamworld.termination import TerminationConfig
-from dreamworld.tokenizer import TokenizerConfig
-from dreamworld.world_model import WorldModelConfig
+from dreamworld.model.dynamics import DynamicsConfig
+from dreamworld.model.termination import TerminationConfig
+from dreamworld.model.tokenizer import TokenizerConfig
+from dreamworld.model.world_model import WorldModelConfig
 
 
 def toy_config(action_space=None, context=4, frame_termination=True) -> WorldModelConfig:
@@ -42,8 +42,9 @@ def dynamics_loss_and_grads(model, batch: dict, device: str, forward=None) -> tu
     ({precision: loss}, {precision: grads}); `forward` as for `dynamics_loss` (a compiled dynamics)."""
     import torch
 
-    from dreamworld.precision import autocast
-    from dreamworld.train import TrainConfig, dynamics_loss
+    from dreamworld.model.precision import autocast
+    from dreamworld.train.config import TrainConfig
+    from dreamworld.train.trainer import dynamics_loss
 
     losses, grads = {}, {}
     for precision in ("float32", "bfloat16"):
@@ -57,11 +58,11 @@ def dynamics_loss_and_grads(model, batch: dict, device: str, forward=None) -> tu
 
 
 def assert_compiled_matches_eager(model, batch: dict, device: str, loss_rtol: float) -> None:
-    """The compiled dynamics (dreamworld.compiling) give the eager loss (within `loss_rtol`) and gradients (cosine
+    """The compiled dynamics (dreamworld.train.compiling) give the eager loss (within `loss_rtol`) and gradients (cosine
     > 0.999), all finite, in float32 and under bfloat16 autocast."""
     import torch
 
-    from dreamworld.compiling import compiled
+    from dreamworld.train.compiling import compiled
 
     eager_losses, eager_grads = dynamics_loss_and_grads(model, batch, device)
     losses, grads = dynamics_loss_and_grads(model, batch, device, compiled(model.dynamics))

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from dreamworld.envs import EpisodeBuffer
-
-from ..media import upscale, write_video
-from ..world_model import WorldModelConfig
+from dreamworld.media import upscale, write_video
+from dreamworld.model.world_model import WorldModelConfig
 
 
 class Jobs:

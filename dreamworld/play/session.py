@@ -17,11 +17,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dreamworld.dream.starts import StartContexts
 from dreamworld.envs import EpisodeBuffer
-
-from ..dream_vector_env import StartContexts
-from ..dynamics import KVCache
-from ..world_model import DreamState, WorldModel
+from dreamworld.model.dynamics import KVCache
+from dreamworld.model.world_model import DreamState, WorldModel
 
 
 def _copy_rows(cache: KVCache, positions: slice) -> list[tuple[torch.Tensor, torch.Tensor]]:

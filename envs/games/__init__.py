@@ -9,7 +9,8 @@ from .bricks import Bricks
 from .catch import Catch
 from .cave import Cave
 from .object_vector import ObjectEncoder, ObjectObservation, object_fields, object_space, object_vector
-from .objects import KINDS, FrameObjects, Sprite, parse, parser, read_gap
+from .objects import KINDS, parse, parser, read_gap
+from .sprites import FrameObjects, Sprite
 
 GAMES: dict[str, type[PixelGame]] = {"Bricks": Bricks, "Cave": Cave, "Catch": Catch}
 """Display name -> game class; each is registered as dreamworld/<name>-v0."""

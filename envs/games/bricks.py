@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from ._base import BACKGROUND, HUD_HEIGHT, SIZE, PixelGame, draw_hud, fill_rect, rgb
-
-if TYPE_CHECKING:
-    from .objects import FrameObjects
+from .sprites import FrameObjects
 
 BRICK_ROWS, BRICK_COLS = 5, 8
 BRICK_W, BRICK_H = 7, 3  # each brick sits in an 8x4 cell, leaving 1 px gaps
@@ -135,7 +133,6 @@ class Bricks(PixelGame):
 
     def true_objects(self) -> FrameObjects:
         """The sprites, score and lives the frame shows, from the game's state (ground truth for objects.parse)."""
-        from .objects import FrameObjects  # objects.py reads this module's constants
 
         boxes = [("brick", *self._brick_xy(int(i)), BRICK_W, BRICK_H) for i in np.flatnonzero(self._alive)]
         boxes.append(("paddle", self.paddle_x, PADDLE_Y, PADDLE_W, PADDLE_H))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from ._base import BACKGROUND, HUD_HEIGHT, SIZE, PixelGame, draw_hud, move_table, plan_first_move, rgb
-
-if TYPE_CHECKING:
-    from .objects import FrameObjects
+from .sprites import FrameObjects
 
 PLAYER_W, PLAYER_H, PLAYER_Y, PLAYER_SPEED = 8, 2, 60, 2
 GEM, BOMB = 0, 1
@@ -98,7 +96,6 @@ class Catch(PixelGame):
 
     def true_objects(self) -> FrameObjects:
         """The sprites, score and lives the frame shows, from the game's state (ground truth for objects.parse)."""
-        from .objects import FrameObjects  # objects.py reads this module's constants
 
         boxes = [(("gem", "bomb")[kind], x, y, ITEM_SIZE[kind], ITEM_SIZE[kind]) for x, y, _, kind in self.items]
         boxes.append(("player", self.player_x, PLAYER_Y, PLAYER_W, PLAYER_H))

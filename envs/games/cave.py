@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ._base import BACKGROUND, HUD_HEIGHT, SIZE, PixelGame, draw_hud, move_table, plan_first_move, rgb
-
-if TYPE_CHECKING:
-    from .objects import FrameObjects
+from .sprites import FrameObjects
 
 CAVE_TOP = HUD_HEIGHT  # rows CAVE_TOP..63 scroll; the HUD above stays put
 SHIP_X, SHIP_W, SHIP_H, SHIP_SPEED = 8, 5, 3, 2
@@ -131,7 +129,6 @@ class Cave(PixelGame):
 
     def true_objects(self) -> FrameObjects:
         """The sprites and score the frame shows, from the game's state (ground truth for objects.parse)."""
-        from .objects import FrameObjects  # objects.py reads this module's constants
 
         boxes = [("coin", x, y, COIN, COIN) for x, y in self.coins]
         boxes.append(("ship", SHIP_X, self.ship_y, SHIP_W, SHIP_H))

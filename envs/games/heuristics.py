@@ -2,7 +2,7 @@
 -> an action, from what `objects.parse` finds in it (and, for Cave, the open rows of the cave ahead of the ship).
 
 They are far from optimal, but clearly better than random play, and they see only the frame: the same policy can
-play the real game and a dream of it, so a dream can be checked in closed loop (dreamworld.calibration). They
+play the real game and a dream of it, so a dream can be checked in closed loop (dreamworld.evaluate.calibration). They
 keep no state, so one function serves every row of a batch (callers loop over the rows).
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 
 from . import bricks, catch, cave
 from ._base import BACKGROUND, SIZE, move_table, plan_first_move
-from .objects import FrameObjects, Sprite, parse
+from .objects import parse
+from .sprites import FrameObjects, Sprite
 
 Decide = Callable[[np.ndarray, FrameObjects], int]
 """(frame, its parsed objects) -> action."""

@@ -31,7 +31,8 @@ import numpy as np
 
 from . import bricks, cave
 from ._base import SIZE
-from .objects import FrameObjects, Sprite, parse, read_gap
+from .objects import parse, read_gap
+from .sprites import FrameObjects, Sprite
 
 SPEED = 4.0
 """Move in pixels per step that reads as 1; also the farthest a sprite may move between frames and be matched."""

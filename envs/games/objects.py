@@ -23,6 +23,7 @@ import numpy as np
 
 from . import bricks, catch, cave
 from ._base import BACKGROUND, DIGITS, HUD_HEIGHT, HUD_TEXT, LIFE, SIZE
+from .sprites import FrameObjects, Sprite
 
 TOLERANCE = 80.0
 """Largest RGB distance from a palette colour at which a play-area pixel still takes that colour: 46 levels a
@@ -34,40 +35,6 @@ MAX_DIGITS = 12
 MAX_LIVES = 3
 """Life blocks looked for, right to left."""
 _TEXT, _LIFE = 0, 1  # labels of the HUD's colours
-
-
-@dataclass(frozen=True)
-class Sprite:
-    """One object on screen: its kind and the centre of its pixels."""
-
-    kind: str  # e.g. "gem", "bomb", "player" (Catch); "ball", "paddle", "brick" (Bricks); "ship", "coin" (Cave)
-    x: float  # centre column in pixels
-    y: float  # centre row in pixels
-
-    @classmethod
-    def from_box(cls, kind: str, x: int, y: int, w: int, h: int) -> Sprite | None:
-        """The sprite drawn as the w x h box at top-left (x, y), centred on the box's part inside the frame;
-        None when less than half of the box is inside."""
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, SIZE), min(y + h, SIZE)
-        if 2 * max(x1 - x0, 0) * max(y1 - y0, 0) < w * h:
-            return None
-        return cls(kind, (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2)
-
-
-@dataclass
-class FrameObjects:
-    """What a frame shows: its sprites and the HUD's score and lives (None where unreadable or absent)."""
-
-    sprites: list[Sprite]
-    score: int | None
-    lives: int | None  # None for games without lives (Cave)
-
-    @classmethod
-    def from_boxes(cls, boxes: list[tuple[str, int, int, int, int]], score: int, lives: int | None) -> FrameObjects:
-        """Objects from the drawn boxes (kind, x, y, w, h) of the sprites; boxes less than half on screen are left
-        out."""
-        sprites = [Sprite.from_box(*box) for box in boxes]
-        return cls([s for s in sprites if s is not None], score, lives)
 
 
 @dataclass(frozen=True)

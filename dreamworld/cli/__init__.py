@@ -1,0 +1,1 @@
+"""The `dreamworld` command: `main.main` dispatches to one module per command group."""

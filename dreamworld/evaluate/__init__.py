@@ -1,0 +1,2 @@
+"""How close a dream stays to the game: open-loop fidelity and its report, object metrics, closed-loop
+calibration."""

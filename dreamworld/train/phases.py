@@ -1,0 +1,216 @@
+"""Training phases on a budget: `run_phase` optimises one loss until its share of --steps or --minutes is spent,
+checkpointing, evaluating and resuming on the way; `RunClock` keeps the run's phases on one schedule."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dreamworld.model.precision import autocast, resolve
+from dreamworld.model.world_model import WorldModel
+from dreamworld.tracking import Tracker
+from dreamworld.train.distributed import Distributed
+
+if TYPE_CHECKING:
+    from dreamworld.train.config import TrainConfig
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+def _shares(cfg: TrainConfig, termination: bool, refiner: bool) -> dict[str, float]:
+    """Each phase's share of the budget; `termination`, `refiner`: the model has that phase (the dynamics take the
+    share of a phase the model lacks)."""
+    termination_share = cfg.termination_share if termination else 0.0
+    refiner_share = cfg.refiner_share if refiner else 0.0
+    return {"tokenizer": cfg.tokenizer_share, "refiner": refiner_share, "termination": termination_share,
+            "dynamics": 1 - cfg.tokenizer_share - refiner_share - termination_share - cfg.outcome_share,
+            "outcome": cfg.outcome_share}
+
+
+def check_shares(cfg: TrainConfig, model: WorldModel) -> None:
+    """Refuse budget shares that are negative or leave `model`'s dynamics no time."""
+    shares = _shares(cfg, model.termination is not None, model.refiner is not None)
+    if min(shares.values()) < 0 or shares["dynamics"] <= 0:
+        given = {k: v for k, v in shares.items() if k != "dynamics"}
+        raise ValueError(f"the budget shares {given} leave the dynamics no time: keep each at 0 or more and their "
+                         "sum below 1 (--tokenizer-share, --refiner-share, --termination-share, --outcome-share)")
+
+
+def _minutes(cfg: TrainConfig) -> float | None:
+    """The time budget: --minutes, 15 when neither --minutes nor --steps is given, None for --steps alone."""
+    return cfg.minutes if (cfg.minutes is not None or cfg.steps is not None) else 15.0
+
+
+def phase_budget(cfg: TrainConfig, phase: str, model: WorldModel) -> tuple[int | None, float | None]:
+    """(steps, seconds) for a phase of `model`: its shares of --steps and of --minutes."""
+    share = _shares(cfg, model.termination is not None, model.refiner is not None)[phase]
+    minutes = _minutes(cfg)
+    return (max(1, round(cfg.steps * share)) if cfg.steps else None,
+            minutes * 60 * share if minutes is not None else None)
+
+
+def phase_end(cfg: TrainConfig, phase: str) -> float | None:
+    """Seconds into the run by which `phase` ends, for the phases that absorb the time spent between phases: the
+    dynamics end when the budget less the outcome share is spent (encoding the frames comes out of them), the
+    outcome phase (which computes its states first) when the whole budget is. None for the tokenizer, the refiner
+    and the termination model, which train for their shares, and without a time budget."""
+    minutes = _minutes(cfg)
+    if phase not in ("dynamics", "outcome") or minutes is None:
+        return None
+    return minutes * 60 * (1 - cfg.outcome_share if phase == "dynamics" else 1)
+
+
+@dataclass
+class RunClock:
+    """A run's wall clock (kept across resumes): the dynamics and outcome phases end at their `phase_end` on it,
+    so the time spent between phases comes out of the budget."""
+
+    started: float
+    """time.perf_counter() at which the run's clock read 0"""
+
+    def elapsed(self) -> float:
+        """Seconds on the run's clock."""
+        return time.perf_counter() - self.started
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load `saved` (an `opt.state_dict()`) into `opt`. A state that holds the same tensors, in the same order,
+    split into other parameter groups (a refiner phase saved before its logits had a group of their own, which
+    PyTorch refuses) is regrouped as `opt` groups them, keeping `opt`'s hyperparameters."""
+    groups, current = saved["param_groups"], opt.state_dict()["param_groups"]
+    if len(groups) != len(current) and sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in current):
+        ids = [i for g in groups for i in g["params"]]  # the saved tensors' ids, in order
+        following = iter(ids)
+        saved = {"state": saved["state"],
+                 "param_groups": [g | {"params": [next(following) for _ in g["params"]]} for g in current]}
+        tensors = [p for g in opt.param_groups for p in g["params"]]
+        for i, p in zip(ids, tensors, strict=True):
+            moment = saved["state"].get(i, {}).get("exp_avg")
+            if moment is not None and moment.shape != p.shape:
+                raise ValueError(f"the saved optimizer state does not match this phase's parameters (a tensor of "
+                                 f"shape {tuple(moment.shape)} where {tuple(p.shape)} is trained): start the run "
+                                 "again without --resume")
+    opt.load_state_dict(saved)
+
+
+def lr_scale(step: int, done: float, warmup_steps: int, warmup_share: float = 0.0) -> float:
+    """The learning rate's share of its peak at `step` of a phase `done` (0..1) through its budget: a linear warmup
+    over `warmup_steps` steps or `warmup_share` of the budget, whichever ends first (0: the steps alone), then a
+    cosine decay to 5%."""
+    warm = (step + 1) / warmup_steps
+    if warmup_share > 0:
+        warm = max(warm, done / warmup_share)
+    return min(1.0, warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+
+
+def adamw(params, lr: float, cfg: TrainConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    """The optimizer of every training phase: AdamW over `params` (tensors or parameter groups), fused into one
+    kernel per step where every parameter lives on a CPU or CUDA device (`fused=None`; False: the for-loop one). On
+    2 AVX2 cores an update of the tiny tokenizer took 4.5 ms fused against 10.6, of its dynamics 0.7 against 4.8
+    (`benchmarks/train.py --optimizers fused for-loop` times whole steps)."""
+    params = list(params)
+    if fused is None:
+        tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+        fused = all(p.device.type in ("cpu", "cuda") for p in tensors)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95), fused=fused)
+
+
+def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
+              lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
+              on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
+              precision: str = "float32", clock: RunClock | None = None, warmup_share: float = 0.0) -> dict:
+    """Optimise `loss_fn` (its forward pass at `precision`) over `params` (tensors, or optimizer parameter groups
+    that may carry an `lr_scale` on `lr`) until the phase's budget is spent;
+    resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, the time budget of the
+    dynamics and outcome phases lasts until their `phase_end` on the run's clock; otherwise a phase trains for
+    its share of the budget. The warmup lasts cfg.warmup_steps steps, or `warmup_share` of the budget if that
+    ends sooner (`lr_scale`). With `dist`, stopping,
+    saving, evaluating and the learning rate follow rank 0's clock and the loss is the mean over the ranks, so
+    all ranks step in lockstep."""
+    dist = dist or Distributed("cpu")
+    precision = resolve(precision, dist.device)  # once, not on every step
+    steps_budget, seconds_budget = phase_budget(cfg, name, model)
+    resumed = state.get("phase") == name and "optimizer" in state
+    end, out_of_time = phase_end(cfg, name), False
+    if seconds_budget is not None and clock is not None and end is not None:
+        seconds_budget = (float(state["seconds_budget"]) if resumed and state.get("seconds_budget") is not None
+                          else dist.from_main([max(0.0, end - clock.elapsed())])[0])
+        out_of_time = seconds_budget == 0
+        if out_of_time and dist.is_main:
+            tqdm.write(f"dreamworld: the {name} phase has no time left of the {_minutes(cfg):g}-minute budget "
+                       f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
+    empty = out_of_time or (not steps_budget and not seconds_budget)  # a share of 0: nothing to optimise
+    opt = adamw(params, lr, cfg)
+    tensors = [p for group in opt.param_groups for p in group["params"]]
+    step, elapsed = 0, 0.0
+    if resumed:
+        load_optimizer_state(opt, state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+    model.train()
+    bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),
+               desc=name, unit="step" if steps_budget else "s", dynamic_ncols=True, disable=not dist.is_main)
+    started = time.perf_counter() - elapsed
+    last_save = last_eval = time.perf_counter()
+    window: list[float] = []
+    first_loss = state.get("first_loss")
+    while True:
+        now = time.perf_counter()
+        done = 1.0 if empty else max(step / steps_budget if steps_budget else 0.0,
+                                     (now - started) / seconds_budget if seconds_budget else 0.0)
+        left = seconds_budget - (now - started) if seconds_budget else math.inf  # seconds of the phase to go
+        done, save_due, eval_due = dist.from_main([done, now - last_save >= cfg.checkpoint_seconds,
+                                                   on_eval is not None and now - last_eval >= cfg.eval_seconds
+                                                   and left > cfg.eval_seconds])
+        if save_due:
+            save({"phase": name, "step": step, "elapsed": now - started, "optimizer": opt.state_dict(),
+                  "global_step": state["global_step"], "first_loss": first_loss, "seconds_budget": seconds_budget})
+            last_save = now
+        if eval_due:
+            if dist.is_main:
+                on_eval(state["global_step"] + step)
+                model.train()
+            dist.barrier()
+            last_eval = time.perf_counter()
+        if done >= 1:
+            break
+        scale = lr_scale(step, done, cfg.warmup_steps, warmup_share)
+        for group in opt.param_groups:
+            group["lr"] = lr * scale * group.get("lr_scale", 1.0)
+        with autocast(precision, dist.device):
+            loss, metrics = loss_fn()
+        loss_value = dist.mean(loss.item())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
+                                   "checkpoint is kept. Lower the learning rate and run again with --resume")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
+                                   "last good checkpoint is kept. Lower the learning rate and run again with --resume")
+        opt.step()
+        step += 1
+        first_loss = loss_value if first_loss is None else first_loss
+        window = (window + [loss_value])[-cfg.log_every :]
+        bar.update(1 if steps_budget else round(time.perf_counter() - started) - bar.n)
+        if step % cfg.log_every == 0:
+            rate = step / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{np.mean(window):.4f}", steps_s=f"{rate:.1f}")
+            tracker.log({f"train/{name}/{k}": v for k, v in metrics.items()} |
+                        {f"train/{name}/lr": lr * scale, f"train/{name}/steps_per_s": rate,
+                         f"train/{name}/grad_norm": grad_norm.item()}, step=state["global_step"] + step)
+    bar.close()
+    seconds = time.perf_counter() - started
+    state["global_step"] += step
+    return {"steps": step, "seconds": seconds, "first_loss": first_loss,
+            "final_loss": float(np.mean(window)) if window else float("nan")}

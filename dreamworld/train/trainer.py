@@ -1,0 +1,259 @@
+"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the refiner on chains of
+its own drawings (when the model has one, refiner.py), then the termination model on the model's drawings of the
+data (when the model has one, termination.py), then the dynamics, then (transformer frozen) the reward head again
+on event-rich batches (outcome.py).
+
+Read top to bottom: `train` loads the data, runs the phases through `run_phase` (one optimisation loop
+with NaN guard, periodic atomic checkpoints and logging; the refiner, termination and outcome phases are in
+optional_phases.py), then scores the model on held-out episodes.
+A run directory holds config.json, model.safetensors, starts.safetensors and train_state.pt (for --resume).
+Under torchrun the module being trained is wrapped in DistributedDataParallel: each rank samples its own
+windows, rank 0 decides when to stop, save and evaluate, and only rank 0 logs and writes (see distributed.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dreamworld import checkpoint as ckpt
+from dreamworld.envs import EpisodeDataset, env_render_fps
+from dreamworld.evaluate.fidelity import log_eval, log_reconstructions
+from dreamworld.model.precision import flush_denormals, resolve
+from dreamworld.model.world_model import WorldModel, WorldModelConfig
+from dreamworld.tracking import Tracker
+from dreamworld.train.compiling import compiled, should_compile
+from dreamworld.train.config import TrainConfig
+from dreamworld.train.data import Steps, WindowSampler, frames_with_endings, load_steps, split_episodes
+from dreamworld.train.distributed import Distributed
+from dreamworld.train.optional_phases import outcome_phase, refiner_phase, termination_phase
+from dreamworld.train.phases import RunClock, check_shares, phase_budget, run_phase
+from dreamworld.train.termination import drawings
+
+
+def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
+    """Mean negative and mean positive reward in the data (what a predicted reward class emits)."""
+    rewards = np.concatenate([ds.episode(i)["rewards"] for i in episodes])
+    neg, pos = rewards[rewards < 0], rewards[rewards > 0]
+    return [float(neg.mean()) if len(neg) else -1.0, 0.0, float(pos.mean()) if len(pos) else 1.0]
+
+
+def tokenizer_batches(steps: Steps, cfg: TrainConfig, generator: torch.Generator
+                      ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A function giving tokenizer batches from `steps`: (frames, the frames before them), uint8 (B, H, W, 3) each,
+    `tokenizer_end_share` of them frames an episode ended on."""
+    frames = torch.from_numpy(steps.frames)  # (F, H, W, 3)
+    has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
+    terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
+                                  generator)  # (B,)
+        return frames[idx], frames[idx - 1]
+
+    return batch
+
+
+def fit_to_dataset(model_cfg: WorldModelConfig, ds: EpisodeDataset, train_eps: list[int]) -> None:
+    """Set what `model_cfg` takes from the data: env id, frame shape, action space, fps, reward values."""
+    model_cfg.env_id, model_cfg.obs_shape = ds.env_id, list(ds.obs_shape)
+    model_cfg.action_space = ds.manifest["action_space"]
+    model_cfg.render_fps = int(ds.manifest.get("render_fps") or env_render_fps(ds.env_id))
+    model_cfg.reward_values = _reward_values(ds, train_eps)
+
+
+def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig,
+                  forward: Callable | None = None) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy on every FSQ digit of the next frame's tokens, weighted reward-sign CE and (with an end head)
+    weighted termination BCE (events outweigh the common uneventful steps). `forward`: the dynamics' forward pass
+    to use (a compiled one, `compiling.compiled`); default `model.dynamics`."""
+    tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
+    forward = model.dynamics if forward is None else forward
+    digit_logits, reward_logits, end_logits = forward(tokens[:, :-1], batch["actions"], tokens[:, 1:])
+    # end_logits: None when the model reads terminations off frames (trained in their own phase)
+    targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
+    token_loss = 0.0
+    correct = torch.ones(targets.shape[:-1], dtype=torch.bool, device=targets.device)  # (B, T, N)
+    for d, logits in enumerate(digit_logits.split(model.dynamics.levels, dim=-1)):  # (B, T, N, L_d)
+        ce = F.cross_entropy(logits.flatten(0, 2), targets[..., d].flatten(), reduction="none")  # (B*T*N,)
+        token_loss = token_loss + (ce.view(mask.shape + (-1,)).mean(-1) * mask).sum()
+        correct &= logits.argmax(-1) == targets[..., d]
+    denom = mask.sum().clamp_min(1)
+    token_loss = token_loss / denom
+    token_acc = (correct.float().mean(-1) * mask).sum() / denom
+    reward_class = (torch.sign(batch["rewards"]) + 1).long()  # (B, T)
+    reward_ce = F.cross_entropy(reward_logits.flatten(0, 1), reward_class.flatten(), reduction="none")  # (B*T,)
+    event = (reward_class != 1).float()  # (B, T)
+    reward_loss = (reward_ce.view_as(mask) * (1 + (cfg.reward_event_weight - 1) * event) * mask).sum() / denom
+    total = token_loss + cfg.reward_weight * reward_loss
+    metrics = {"token_loss": token_loss.item(), "token_accuracy": token_acc.item(), "reward_loss": reward_loss.item()}
+    if end_logits is not None:
+        ends = batch["ends"].float()
+        end_loss = (F.binary_cross_entropy_with_logits(end_logits, ends, reduction="none")
+                    * (1 + (cfg.end_weight - 1) * ends) * mask).sum() / denom
+        total = total + end_loss
+        metrics["end_loss"] = end_loss.item()
+    return total, metrics | {"loss": total.item()}
+
+
+@torch.no_grad()
+def encode_frames(model: WorldModel, frames: np.ndarray, batch: int = 256, progress: bool = True) -> torch.Tensor:
+    """uint8 frames (F, H, W, 3) -> tokens (F, N) on the CPU."""
+    model.eval()
+    return torch.cat([model.encode(torch.from_numpy(frames[i : i + batch])).cpu()
+                      for i in tqdm(range(0, len(frames), batch), desc="encoding frames", leave=False,
+                                    disable=not progress)])
+
+
+def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, resume: bool = False,
+          wandb: str = "offline") -> dict:
+    """Train a world model on the dataset `data` into the run directory `out`; returns the summary (rank 0's
+    holds the held-out metrics). Under torchrun every rank runs this; they train one model together."""
+    flush_denormals()  # on the CPU, gradients near zero otherwise slow steps down up to 24x
+    ds, out = EpisodeDataset(data), Path(out)
+    dist = Distributed(cfg.device)
+    device = dist.device
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    train_eps, held_eps = split_episodes(ds, cfg.holdout)
+    if resume:
+        state = ckpt.load_train_state(out)
+        model = ckpt.load(out, device)
+        if model.cfg.env_id != ds.env_id:
+            raise ValueError(f"{out} was trained on {model.cfg.env_id}, but {data} holds {ds.env_id}")
+    else:
+        if (out / ckpt.CONFIG).exists():
+            raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
+        fit_to_dataset(model_cfg, ds, train_eps)
+        model = WorldModel(model_cfg).to(device)
+        state = {"phase": "tokenizer", "global_step": 0}
+    if model.termination is not None and model.termination.reward_head is not None:
+        cfg = replace(cfg, outcome_share=0.0)  # the CNN reads rewards and endings: the dynamics' heads go unread
+    check_shares(cfg, model)
+    dist.barrier()  # every rank has read the run directory before rank 0 writes to it
+    if dist.active:
+        torch.manual_seed(cfg.seed + dist.rank)
+    tracker = Tracker(wandb, out, {"model": model.cfg.to_dict(), "train": asdict(cfg), "data": str(data),
+                                   "world_size": dist.world_size},
+                      job="train", rank=dist.rank, resume_id=state.get("wandb_id"))
+    state["wandb_id"] = tracker.id
+    steps = load_steps(ds, train_eps, progress=dist.is_main)
+    frames = torch.from_numpy(steps.frames)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if len(state.get("generators", ())) == dist.world_size:
+        generator.set_state(state["generators"][dist.rank])
+    elif "generator" in state and dist.is_main:
+        generator.set_state(state["generator"])
+    elif resume:  # a rank whose sampler state was not saved: fresh windows, not those of the run's start
+        generator.manual_seed(cfg.seed + dist.rank + 1_000_003 * state["global_step"])
+    summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames),
+                     "precision": ", ".join(f"{net} {resolve(p, device)}" for net, p, present in (
+                         ("tokenizer", cfg.tokenizer_precision, True), ("dynamics", cfg.precision, True),
+                         ("refiner", cfg.refiner_precision, model.refiner is not None),
+                         ("termination", cfg.termination_precision, model.termination is not None)) if present)}
+
+    clock = RunClock(time.perf_counter() - float(state.get("run_elapsed", 0.0)))
+    # what the phases end on; a run saved before the clock existed keeps the shares' budgets
+    run_clock = clock if not resume or "run_elapsed" in state else None
+
+    def save(phase_state: dict) -> None:
+        """Rank 0 writes the model and the resume state (with every rank's sampler state and the run's clock); all
+        ranks call it."""
+        generators = dist.gather(generator.get_state())
+        if not dist.is_main:
+            return
+        ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
+        ranks = {"generators": generators} if dist.active else {}
+        ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id,
+                                    **({"run_elapsed": clock.elapsed()} if run_clock else {}), **ranks})
+
+    if not resume and cfg.canvas_frames:
+        sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
+        model.tokenizer.fit_canvas(steps.frames[sample.numpy()])
+    if not resume and dist.active:
+        generator.manual_seed(cfg.seed + dist.rank)  # each rank samples its own batches from here on
+    if not resume:
+        save(state)
+        if dist.is_main:
+            ckpt.save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
+    if state["phase"] == "tokenizer":
+        batch = tokenizer_batches(steps, cfg, generator)
+        net = dist.wrap(model.tokenizer, model.tokenizer.loss)
+
+        def tokenizer_loss():
+            return net(*(f.to(device) for f in batch()))
+
+        summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
+                                         cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
+                                         precision=cfg.tokenizer_precision, clock=run_clock)
+        state = {"phase": "refiner" if model.refiner is not None else "termination",
+                 "global_step": state["global_step"]}
+        save(state)
+        if dist.is_main:
+            log_reconstructions(model, steps, tracker, state["global_step"])
+    if state["phase"] == "termination" and model.termination is None:
+        state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
+    if state["phase"] == "outcome" and cfg.outcome_share <= 0:  # resumed with the phase switched off
+        state = {"phase": "done", "global_step": state["global_step"]}
+        save(state)
+    if state["phase"] != "done":
+        model.tokenizer.requires_grad_(False)
+        tokens = encode_frames(model, steps.frames, progress=dist.is_main)
+    if state["phase"] in ("refiner", "termination"):
+        fresh = drawings(model.tokenizer, tokens)  # (F, H, W, 3) the tokenizer's drawings of the frames
+    if state["phase"] == "refiner":
+        summary["refiner"] = refiner_phase(model, steps, fresh, cfg, generator, state, save, tracker, dist)
+        state = {"phase": "termination", "global_step": state["global_step"]}
+        save(state)
+    if state["phase"] == "termination":
+        summary["termination"] = termination_phase(model, steps, fresh, cfg, generator, state, save, tracker, dist,
+                                                   run_clock)
+        state = {"phase": "dynamics", "global_step": state["global_step"]}  # saved with the corrected prior
+        save(state)
+    if state["phase"] == "dynamics":
+        sampler = WindowSampler(steps, tokens, sequence_frames(model, cfg), cfg.end_share, cfg.seed)
+        sampler.generator = generator
+        compile_step = should_compile(cfg.compile, device, *phase_budget(cfg, "dynamics", model))
+        forward = compiled(model.dynamics) if compile_step else model.dynamics  # the same weights either way
+        net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg, forward))
+
+        def loss():
+            return net({k: v.to(device) for k, v in sampler.sample(cfg.batch_size).items()})
+
+        def on_eval(step: int) -> None:
+            if held_eps:
+                log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
+
+        summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
+                                        state, save, tracker, on_eval, dist=dist, precision=cfg.precision,
+                                        clock=run_clock, warmup_share=cfg.dynamics_warmup_share)
+        summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
+                                               * sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
+        summary["dynamics"]["compiled"] = compile_step
+        state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
+        save(state)
+    if state["phase"] == "outcome":
+        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist,
+                                           run_clock)
+        state = {"phase": "done", "global_step": state["global_step"]}
+        save(state)
+    summary["train_seconds"] = clock.elapsed()
+    if held_eps and dist.is_main:
+        summary["eval"] = log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
+    tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])
+    tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    tracker.finish()
+    dist.barrier()  # the other ranks wait for rank 0's evaluation
+    dist.close()
+    return summary
+
+
+def sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
+    """Steps per dynamics training sequence: cfg.sequence_frames, or the model's context."""
+    return cfg.sequence_frames or model.cfg.dynamics.context_frames
