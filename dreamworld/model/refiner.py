@@ -35,9 +35,8 @@ class RefinerConfig:
     """Shape of the refiner (how it trains lives in TrainConfig.refiner_*)."""
 
     width: int = 16
-    """channels of its full-resolution convolutions. 32 before stop 32: in the Cave recipe's 108 s on 2 AVX2 cores
-    (float32), 16 took 372-380 steps and reconstructed held-out frames at 34.99-35.10 dB, 32 186-190 steps and
-    34.40-34.67, 8 492-517 steps and 34.19-34.81 (two seeds each, benchmarks/refiner_phase.py --widths)"""
+    """channels of its full-resolution convolutions (16 reconstructed Cave best in a fixed CPU budget against 8 and
+    32: docs/experiments.md, benchmarks/refiner_phase.py --widths)"""
     layers: int = 3
     """3x3 convolutions before the one that predicts the weights (receptive field 2 * layers + 3 pixels)"""
     reach: int = 2
