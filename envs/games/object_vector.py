@@ -6,8 +6,8 @@ A vector is a row of sprite slots followed by the game's own parts; `object_fiel
 - A slot is (present, x, y, vx, vy): 1 when a sprite fills it; the centre of its pixels / 63, in [0, 1]; its move
   since the previous frame in pixels / SPEED, clipped to [-1, 1]. A sprite's move is measured from the nearest
   sprite of its kind in the previous frame within SPEED pixels (pairs taken closest first); a sprite with none
-  (just appeared, or the stream's first frame) has not moved. Each kind has a fixed number of slots, filled
-  nearest to the player first and zero where empty; sprites beyond them are left out.
+  (just appeared, or the stream's first frame) has not moved. Each kind has a fixed number of slots, filled in
+  the game's order below and zero where empty; sprites beyond them are left out.
 - Catch (76): 8 gem, 6 bomb slots, lowest first (then leftmost); the player; lives / 3. In 50,000 steps of random
   play no frame showed more than 8 gems or 6 bombs.
 - Bricks (51): the ball, the paddle; the wall's 40 cells, 1 where a brick stands, row by row from the top left;
