@@ -8,9 +8,9 @@ actions (N, ...). Agents see environments only through the Gymnasium API.
 from .actor_critic import ActorCriticConfig, DreamActorCritic
 from .evaluate import EvalResult, evaluate
 from .networks import ActorCritic, NetworkConfig
-from .policy import OBS_TYPES, Policy, load
+from .policy import Policy, load
 from .ppo import PPO, PPOConfig
 from .returns import ReturnNormalizer, lambda_returns
 
-__all__ = ["OBS_TYPES", "PPO", "ActorCritic", "ActorCriticConfig", "DreamActorCritic", "EvalResult",
+__all__ = ["PPO", "ActorCritic", "ActorCriticConfig", "DreamActorCritic", "EvalResult",
            "NetworkConfig", "PPOConfig", "Policy", "ReturnNormalizer", "evaluate", "lambda_returns", "load"]

@@ -10,7 +10,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamworld.envs.games.object_vector import ObjectEncoder
 from dreamworld.io import (
     build,
     check_fields,
@@ -27,9 +26,6 @@ from .networks import ActorCritic, NetworkConfig
 FORMAT = "dreamworld-agent"
 VERSION = 1
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
-OBS_TYPES = ("pixels", "latent", "objects", "vector")
-"""What the policy observes: game frames, a world model's latent codes, a built-in game's object vectors, or any
-other array (e.g. CartPole)."""
 
 
 def obs_space_to_json(space: gym.spaces.Box) -> dict:
@@ -60,22 +56,21 @@ def space_from_json(data: dict) -> gym.Space:
 class Policy:
     """Acts on batches of observations: `policy.act(obs (N, *obs_shape), deterministic=False) -> actions (N, ...)`.
 
-    `config` records what the policy expects: obs_type ("pixels", "latent": FSQ codes of the world model in
-    `config["checkpoint"]`, "objects": object vectors of the built-in game env_id, or "vector"), env_id (the real
-    game), the spaces, the algorithm and training info. An "objects" policy also acts on the game's frames uint8
-    (N, H, W, 3): it reads them with the game's frame parser, measuring moves from the frames it was given before
-    (`reset` when rows start new episodes).
+    `config` records what the policy expects: obs_type (a dream's kind, `dreamworld.dream.observations.OBS_TYPES`:
+    "pixels", "latent": FSQ codes of the world model in `config["checkpoint"]`, "objects": object vectors of the
+    built-in game env_id; or "vector" for any other array), env_id (the real game), the spaces, the algorithm and
+    training info. The policy acts on exactly what it observes; whoever plays it from frames encodes them
+    (`dreamworld.dream.observations`: `FrameEncoder` for latent codes, `reads_frames` for object vectors).
     """
 
     def __init__(self, net: ActorCritic, obs_type: str, env_id: str = "", checkpoint: str | None = None,
                  algo: str = "", info: dict | None = None):
-        if obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        if not isinstance(obs_type, str) or not obs_type:
+            raise ValueError(f"obs_type must name what the policy observes (e.g. 'pixels'), got {obs_type!r}")
         self.net = net
         self.config = {"obs_type": obs_type, "env_id": env_id, "checkpoint": checkpoint, "algo": algo,
                        "network": net.cfg.to_dict(), "observation_space": obs_space_to_json(net.obs_space),
                        "action_space": action_space_to_json(net.action_space), "info": info or {}}
-        self._objects: ObjectEncoder | None = None  # reads frames for an "objects" policy
 
     @property
     def obs_type(self) -> str:
@@ -100,19 +95,9 @@ class Policy:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Actions (N, ...) for observations (N, *obs_shape): sampled, or the most likely ones when
-        `deterministic`. Discrete actions are int64, Box actions float32 inside the bounds. An "objects" policy
-        takes the game's frames (N, H, W, 3) too."""
-        if self.obs_type == "objects" and np.ndim(obs) == 4:
-            if self._objects is None or self._objects.num_envs != len(obs):
-                self._objects = ObjectEncoder(self.env_id, len(obs))
-            obs = self._objects(np.asarray(obs))  # (N, size)
+        `deterministic`. Discrete actions are int64, Box actions float32 inside the bounds."""
         dist = self.net.dist(self.net.obs_tensor(obs))
         return self.net.env_actions(self.net.mode(dist) if deterministic else dist.sample())
-
-    def reset(self, rows=None) -> None:
-        """Rows (default: all) of the frames given to `act` start new episodes: their next frames show no moves."""
-        if self._objects is not None:
-            self._objects.reset(rows)
 
     def save(self, path: str | os.PathLike, info: dict | None = None) -> Path:
         """Write config.json and model.safetensors into the directory `path` (atomically); `info` (e.g. returns)

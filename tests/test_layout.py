@@ -90,13 +90,12 @@ RULES = {
     "dreamworld.kernels": (("dreamworld.kernels",), ("torch", "triton")),
     "dreamworld.envs": (("dreamworld.envs", "dreamworld.io"), ("gymnasium", "numpy", "tqdm", "PIL", "ale_py",
                                                                 "crafter", "pygame")),
-    "dreamworld.agents": (("dreamworld.agents", "dreamworld.io", "dreamworld.envs.games.object_vector",
-                           "dreamworld.envs.games.objects"), ("gymnasium", "torch", "numpy", "tqdm")),
+    "dreamworld.agents": (("dreamworld.agents", "dreamworld.io"), ("gymnasium", "torch", "numpy", "tqdm")),
     "dreamworld.io": (("dreamworld.io",), ("torch", "safetensors")),
 }
-"""The one-way rules of DESIGN.md. Within envs, object_vector and objects are numpy code that agents read frames
-with; tqdm draws progress bars; envs import the optional games' packages (Atari, Crafter) and pygame's keys
-where asked for."""
+"""The one-way rules of DESIGN.md: agents see environments only through Gymnasium (whoever plays a policy from
+frames encodes them, `dreamworld.dream.observations`); tqdm draws progress bars; envs import the optional games'
+packages (Atari, Crafter) and pygame's keys where asked for."""
 
 STDLIB = {"__future__", "collections", "dataclasses", "errno", "hashlib", "json", "math", "os", "re", "time",
           "types", "typing", "pathlib", "fcntl", "functools", "itertools", "contextlib", "warnings", "abc", "enum",

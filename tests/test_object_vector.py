@@ -18,6 +18,7 @@ from dreamworld import worlds
 from dreamworld.agents import ActorCritic, NetworkConfig, Policy, evaluate, load
 from dreamworld.dream.agent_envs import frame_policy, real_envs
 from dreamworld.dream.env import DreamEnv
+from dreamworld.dream.observations import reads_frames
 from dreamworld.dream.vector_env import DreamVectorEnv
 from dreamworld.envs import make_env
 from dreamworld.envs.games import (
@@ -204,12 +205,13 @@ def test_an_objects_policy_saved_and_loaded_plays_the_real_game_from_frames(tmp_
     raw, wrapped = make_env("Catch"), ObjectObservation(make_env("Catch"))
     frame, _ = raw.reset(seed=5)
     obs, _ = wrapped.reset(seed=5)
+    reader = reads_frames(policy)
     for _ in range(60):  # acting on frames is acting on the vectors the wrapper reads off them
-        action = policy.act(frame[None], deterministic=True)
+        action = reader.act(frame[None], deterministic=True)
         np.testing.assert_array_equal(action, policy.act(obs[None], deterministic=True))
         frame, *_ = raw.step(int(action[0]))
         obs, *_ = wrapped.step(int(action[0]))
-    policy.reset()
+    reader.reset()
     frames = np.stack([frame, frame])
     actions = frame_policy(policy)(frames)
     assert actions.shape == (2,) and actions.dtype == np.int64

@@ -53,13 +53,14 @@ def resolve_checkpoint(checkpoint: str | None, world: str | None) -> Path:
 def load_agent(path: str):
     """The policy in `path` through `dreamworld.agents.load`, refused unless it acts on what a dream shows."""
     from dreamworld.agents import load
+    from dreamworld.dream.observations import OBS_TYPES, reads_frames
 
     policy = load(path, device="cpu")
     obs_type = getattr(policy, "obs_type", "pixels")
-    if obs_type not in ("pixels", "latent", "objects"):
+    if obs_type not in OBS_TYPES:
         raise ValueError(f"agent {path} observes {obs_type!r} observations, not a dream's frames, latent codes or "
                          "objects: pass an agent trained in the dream (dreamworld train-agent)")
-    return policy
+    return reads_frames(policy)  # an objects agent reads the dream's frames
 
 
 def build_app(args: PlayArgs) -> PlayApp:

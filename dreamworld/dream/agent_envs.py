@@ -9,26 +9,11 @@ import os
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from dreamworld import DREAM_ID
 from dreamworld import checkpoint as ckpt
+from dreamworld.dream.observations import FrameEncoder, check_obs_type, reads_frames
 from dreamworld.model.world_model import WorldModel
-
-
-class FrameEncoder:
-    """uint8 frames (N, H, W, 3) -> float32 FSQ codes (N, tokens, dims), as a dream's latent observations."""
-
-    def __init__(self, model: WorldModel):
-        self.model = model
-        tokenizer = model.tokenizer
-        self.space = gym.spaces.Box(-1.0, 1.0, (tokenizer.tokens_per_frame, len(model.cfg.tokenizer.levels)),
-                                    np.float32)
-
-    @torch.no_grad()
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        tokens = self.model.encode(torch.from_numpy(np.ascontiguousarray(frames)))  # (N, tokens)
-        return self.model.tokenizer.fsq.indices_to_codes(tokens).cpu().numpy()  # (N, tokens, dims)
 
 
 class LatentObservations(gym.vector.VectorObservationWrapper):
@@ -55,8 +40,7 @@ def real_envs(env_id: str, num_envs: int, obs_type: str = "pixels", checkpoint: 
     from dreamworld.envs import make_env
     from dreamworld.envs.games import ObjectObservation
 
-    if obs_type not in ("pixels", "latent", "objects"):
-        raise ValueError(f"obs_type must be 'pixels', 'latent' or 'objects', got {obs_type!r}")
+    check_obs_type(obs_type)
 
     def thunk():
         env = make_env(env_id, render_mode="rgb_array" if render else None, max_episode_steps=max_episode_steps)
@@ -80,9 +64,10 @@ def dream_envs(checkpoint: str | os.PathLike, num_envs: int, obs_type: str = "la
 
 def frame_policy(policy, model: WorldModel | None = None, deterministic: bool = False):
     """A function frames (N, H, W, 3) -> actions (N, ...) for a saved policy (encoding the frames with `model`'s
-    tokenizer, or with that of the policy's checkpoint, when the policy is latent; an objects policy reads them
-    itself): what `collect` plays with."""
+    tokenizer, or with that of the policy's checkpoint, when the policy is latent; with the game's parser when it
+    observes objects): what `collect` plays with."""
     if policy.obs_type in ("pixels", "objects"):
+        policy = reads_frames(policy)
         return lambda frames: policy.act(frames, deterministic=deterministic)
     if policy.obs_type != "latent":
         raise ValueError(f"a policy observing {policy.obs_type!r} cannot play from game frames")

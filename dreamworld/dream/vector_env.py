@@ -35,13 +35,13 @@ from gymnasium.vector.utils import batch_space
 
 from dreamworld import checkpoint as ckpt
 from dreamworld.dream.actions import check_actions
+from dreamworld.dream.observations import check_obs_type, latent_codes, latent_space
 from dreamworld.dream.starts import StartContexts
 from dreamworld.envs.games.object_vector import ObjectEncoder
 from dreamworld.model.dynamics import gumbel
 from dreamworld.model.precision import resolve
 from dreamworld.model.world_model import DreamState, WorldModel
 
-OBS_TYPES = ("pixels", "latent", "objects")
 WINDOW_PIXELS = 512
 """Side of the human-render window: frames are scaled up by whole multiples to about this size."""
 
@@ -120,8 +120,7 @@ class DreamVectorEnv(VectorEnv):
                  precision: str = "float32"):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        check_obs_type(obs_type)
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0 (0: most likely frames), got {temperature!r}")
         if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
@@ -149,8 +148,7 @@ class DreamVectorEnv(VectorEnv):
                                  f"{cfg.env_id or 'an unnamed env'}: {e}") from None
             self.single_observation_space = self._objects.space
         else:
-            shape = (self.model.tokenizer.tokens_per_frame, len(cfg.tokenizer.levels))
-            self.single_observation_space = gym.spaces.Box(-1.0, 1.0, shape, np.float32)
+            self.single_observation_space = latent_space(self.model)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
@@ -285,7 +283,7 @@ class DreamVectorEnv(VectorEnv):
         float32 (B, size), those of the dreams not in `rows` (default: all) read before."""
         self._frames = None
         if self.obs_type == "latent":
-            return self.model.tokenizer.fsq.indices_to_codes(self._state.tokens).cpu().numpy()  # (B, N, dims)
+            return latent_codes(self.model, self._state.tokens)  # (B, N, dims)
         if self.obs_type == "objects":
             rows = np.arange(self.num_envs) if rows is None else rows
             return self._objects(self.current_frames()[rows], rows)  # (B, size)

@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dreamworld.dream.observations import latent_codes
+
 from .keymap import CONTROLS, KeyMap, control_codes
 from .outputs import Jobs, Recorder, default_recording_path, save_episode
 from .script import KeyScript
@@ -284,7 +286,7 @@ class PlayApp:
         """The dream as the agent observes it: the frame (1, H, W, 3) (an objects agent reads it itself), or its FSQ
         codes (1, N, dims) for an agent trained on latent observations."""
         if getattr(self.agent, "obs_type", "pixels") == "latent":
-            return self.session.model.tokenizer.fsq.indices_to_codes(self.session.state.tokens).cpu().numpy()
+            return latent_codes(self.session.model, self.session.state.tokens)  # (1, N, dims)
         return self.session.current.image[None]
 
     # -- drawing ----------------------------------------------------------------------------------------------
