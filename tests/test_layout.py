@@ -1,5 +1,5 @@
 """The package's layout: imports point one way and no module imports itself back round a cycle; no module grows
-past 400 lines. Read from the sources with `ast` (every import counts: at the top, in a function, or under
+past 400 lines and no function past 80. Read from the sources with `ast` (every import counts: at the top, in a function, or under
 TYPE_CHECKING)."""
 
 import ast
@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"dreamworld": ROOT / "dreamworld", "dreamworld.envs": ROOT / "envs", "dreamworld.agents": ROOT / "agents",
            "dreamworld.kernels": ROOT / "kernels"}
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 80
 ROOT_MODULES = 10
 
 
@@ -150,3 +151,11 @@ def test_no_module_over_400_lines():
 def test_the_package_root_holds_few_modules():
     root = sorted(p.name for p in FOLDERS["dreamworld"].glob("*.py"))
     assert len(root) <= ROOT_MODULES, root
+
+
+def test_no_function_over_80_lines():
+    long = [f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for name, file in MODULES.items() for node in ast.walk(ast.parse(file.read_text(), str(file)))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"split these functions where a name helps (at most {MAX_FUNCTION_LINES} lines): {long}"

@@ -107,6 +107,8 @@ class DreamVectorEnv(VectorEnv):
     device: where the model runs (default: CUDA when available, else the CPU);
     precision: "float32" (default), "bfloat16" or "auto" (bfloat16 where the device computes it natively): the
     dynamics' precision, about 2x faster dreams in bfloat16 on such a CPU (`WorldModel.precision`).
+    model: the world model in `checkpoint`, already loaded on `device` (default: loaded here), so that a caller
+    that holds it does not load it again; the dream sets its precision.
 
     Autoreset is NEXT_STEP: the step after a dream ends returns its new start observation, reward 0 and
     terminated = truncated = False, ignoring that dream's action.
@@ -117,7 +119,7 @@ class DreamVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, *, checkpoint: str | os.PathLike, data: str | os.PathLike | None = None,
                  obs_type: str = "pixels", temperature: float = 1.0, max_episode_steps: int = 1000,
                  render_mode: str | None = None, device: str | torch.device | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", model: WorldModel | None = None):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         check_obs_type(obs_type)
@@ -128,8 +130,8 @@ class DreamVectorEnv(VectorEnv):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got "
                              f"{render_mode!r}")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model: WorldModel = ckpt.load(checkpoint, device)  # in eval mode on `device`
+        device = device or (model.device if model is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        self.model: WorldModel = model if model is not None else ckpt.load(checkpoint, device)  # eval, on `device`
         self.model.precision = resolve(precision, device)
         cfg = self.model.cfg
         self.starts = StartContexts(checkpoint, cfg, data)

@@ -125,6 +125,45 @@ def adamw(params, lr: float, cfg: TrainConfig, fused: bool | None = None) -> tor
     return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95), fused=fused)
 
 
+def _seconds_budget(name: str, cfg: TrainConfig, state: dict, resumed: bool, seconds_budget: float | None,
+                    dist: Distributed, clock: RunClock | None) -> tuple[float | None, bool]:
+    """(seconds, out of time) for the phase: its share of the budget, or, for a phase that ends at its
+    `phase_end` on the run's `clock`, the time left until then (as saved when resuming, rank 0's otherwise)."""
+    end = phase_end(cfg, name)
+    if seconds_budget is None or clock is None or end is None:
+        return seconds_budget, False
+    seconds_budget = (float(state["seconds_budget"]) if resumed and state.get("seconds_budget") is not None
+                      else dist.from_main([max(0.0, end - clock.elapsed())])[0])
+    out_of_time = seconds_budget == 0
+    if out_of_time and dist.is_main:
+        tqdm.write(f"dreamworld: the {name} phase has no time left of the {_minutes(cfg):g}-minute budget "
+                   f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
+    return seconds_budget, out_of_time
+
+
+def _step(name: str, step: int, opt: torch.optim.Optimizer, tensors: list[torch.Tensor], lr: float,
+          loss_fn: Callable[[], tuple[torch.Tensor, dict]], cfg: TrainConfig, precision: str,
+          dist: Distributed) -> tuple[float, dict, torch.Tensor]:
+    """One optimiser step at learning rate `lr` (each group's scaled by its `lr_scale`): the loss (the ranks'
+    mean), its metrics and the clipped gradients' norm; raises TrainingDiverged on a NaN/inf loss or gradient."""
+    for group in opt.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    with autocast(precision, dist.device):
+        loss, metrics = loss_fn()
+    loss_value = dist.mean(loss.item())
+    if not math.isfinite(loss_value):
+        raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
+                               "checkpoint is kept. Lower the learning rate and run again with --resume")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
+    if not torch.isfinite(grad_norm):
+        raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
+                               "last good checkpoint is kept. Lower the learning rate and run again with --resume")
+    opt.step()
+    return loss_value, metrics, grad_norm
+
+
 def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[torch.Tensor, dict]],
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
@@ -141,14 +180,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     precision = resolve(precision, dist.device)  # once, not on every step
     steps_budget, seconds_budget = phase_budget(cfg, name, model)
     resumed = state.get("phase") == name and "optimizer" in state
-    end, out_of_time = phase_end(cfg, name), False
-    if seconds_budget is not None and clock is not None and end is not None:
-        seconds_budget = (float(state["seconds_budget"]) if resumed and state.get("seconds_budget") is not None
-                          else dist.from_main([max(0.0, end - clock.elapsed())])[0])
-        out_of_time = seconds_budget == 0
-        if out_of_time and dist.is_main:
-            tqdm.write(f"dreamworld: the {name} phase has no time left of the {_minutes(cfg):g}-minute budget "
-                       f"({clock.elapsed():.0f} s spent before it): it is skipped; raise --minutes", file=sys.stderr)
+    seconds_budget, out_of_time = _seconds_budget(name, cfg, state, resumed, seconds_budget, dist, clock)
     empty = out_of_time or (not steps_budget and not seconds_budget)  # a share of 0: nothing to optimise
     opt = adamw(params, lr, cfg)
     tensors = [p for group in opt.param_groups for p in group["params"]]
@@ -183,22 +215,8 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             last_eval = time.perf_counter()
         if done >= 1:
             break
-        scale = lr_scale(step, done, cfg.warmup_steps, warmup_share)
-        for group in opt.param_groups:
-            group["lr"] = lr * scale * group.get("lr_scale", 1.0)
-        with autocast(precision, dist.device):
-            loss, metrics = loss_fn()
-        loss_value = dist.mean(loss.item())
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"the {name} loss became {loss_value} at step {step}: stopped; the last good "
-                                   "checkpoint is kept. Lower the learning rate and run again with --resume")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(tensors, cfg.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise TrainingDiverged(f"the {name} gradients became {grad_norm.item()} at step {step}: stopped; the "
-                                   "last good checkpoint is kept. Lower the learning rate and run again with --resume")
-        opt.step()
+        step_lr = lr * lr_scale(step, done, cfg.warmup_steps, warmup_share)
+        loss_value, metrics, grad_norm = _step(name, step, opt, tensors, step_lr, loss_fn, cfg, precision, dist)
         step += 1
         first_loss = loss_value if first_loss is None else first_loss
         window = (window + [loss_value])[-cfg.log_every :]
@@ -207,7 +225,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
             rate = step / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(loss=f"{np.mean(window):.4f}", steps_s=f"{rate:.1f}")
             tracker.log({f"train/{name}/{k}": v for k, v in metrics.items()} |
-                        {f"train/{name}/lr": lr * scale, f"train/{name}/steps_per_s": rate,
+                        {f"train/{name}/lr": step_lr, f"train/{name}/steps_per_s": rate,
                          f"train/{name}/grad_norm": grad_norm.item()}, step=state["global_step"] + step)
     bar.close()
     seconds = time.perf_counter() - started

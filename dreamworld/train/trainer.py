@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,170 @@ def encode_frames(model: WorldModel, frames: np.ndarray, batch: int = 256, progr
                                     disable=not progress)])
 
 
+def _start(ds: EpisodeDataset, data: str, out: Path, model_cfg: WorldModelConfig, cfg: TrainConfig, resume: bool,
+           device: torch.device, train_eps: list[int]) -> tuple[WorldModel, dict]:
+    """The model and the resume state: the run in `out` when resuming, else a new model fitted to the data."""
+    if resume:
+        state = ckpt.load_train_state(out)
+        model = ckpt.load(out, device)
+        if model.cfg.env_id != ds.env_id:
+            raise ValueError(f"{out} was trained on {model.cfg.env_id}, but {data} holds {ds.env_id}")
+        return model, state
+    if (out / ckpt.CONFIG).exists():
+        raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
+    fit_to_dataset(model_cfg, ds, train_eps)
+    return WorldModel(model_cfg).to(device), {"phase": "tokenizer", "global_step": 0}
+
+
+def _sampler_generator(cfg: TrainConfig, state: dict, dist: Distributed, resume: bool) -> torch.Generator:
+    """The generator every sampler of this rank draws from: as saved in `state`, or seeded anew."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if len(state.get("generators", ())) == dist.world_size:
+        generator.set_state(state["generators"][dist.rank])
+    elif "generator" in state and dist.is_main:
+        generator.set_state(state["generator"])
+    elif resume:  # a rank whose sampler state was not saved: fresh windows, not those of the run's start
+        generator.manual_seed(cfg.seed + dist.rank + 1_000_003 * state["global_step"])
+    return generator
+
+
+def _precisions(cfg: TrainConfig, model: WorldModel, device: torch.device) -> str:
+    """Each network's training precision, as the summary reports it."""
+    return ", ".join(f"{net} {resolve(p, device)}" for net, p, present in (
+        ("tokenizer", cfg.tokenizer_precision, True), ("dynamics", cfg.precision, True),
+        ("refiner", cfg.refiner_precision, model.refiner is not None),
+        ("termination", cfg.termination_precision, model.termination is not None)) if present)
+
+
+@dataclass
+class _Run:
+    """One `train` call's shared state: the data, the model, the resume state and where it is written and logged."""
+
+    ds: EpisodeDataset
+    data: str
+    out: Path
+    cfg: TrainConfig
+    dist: Distributed
+    model: WorldModel
+    state: dict
+    steps: Steps
+    generator: torch.Generator
+    tracker: Tracker
+    clock: RunClock
+    run_clock: RunClock | None
+    """what the phases end on; None for a run saved before the clock existed (it keeps the shares' budgets)"""
+
+    def save(self, phase_state: dict) -> None:
+        """Rank 0 writes the model and the resume state (with every rank's sampler state and the run's clock); all
+        ranks call it."""
+        generators = self.dist.gather(self.generator.get_state())
+        if not self.dist.is_main:
+            return
+        ckpt.save_model(self.out, self.model, {"phase": phase_state["phase"], "data": str(self.data),
+                                               "env_id": self.ds.env_id})
+        ranks = {"generators": generators} if self.dist.active else {}
+        ckpt.save_train_state(self.out, {**phase_state, "generator": self.generator.get_state(),
+                                         "wandb_id": self.tracker.id,
+                                         **({"run_elapsed": self.clock.elapsed()} if self.run_clock else {}),
+                                         **ranks})
+
+    def next_phase(self, phase: str) -> None:
+        """Move on to `phase` and save."""
+        self.state = {"phase": phase, "global_step": self.state["global_step"]}
+        self.save(self.state)
+
+
+def _begin(run: _Run, train_eps: list[int]) -> None:
+    """A new run: fit the tokenizer's canvas, give each rank its own batches, write the first checkpoint and the
+    start contexts."""
+    cfg, dist, model = run.cfg, run.dist, run.model
+    if cfg.canvas_frames:
+        sample = torch.randperm(len(run.steps.frames), generator=run.generator)[: cfg.canvas_frames].sort().values
+        model.tokenizer.fit_canvas(run.steps.frames[sample.numpy()])
+    if dist.active:
+        run.generator.manual_seed(cfg.seed + dist.rank)  # each rank samples its own batches from here on
+    run.save(run.state)
+    if dist.is_main:
+        ckpt.save_starts(run.out, run.ds, train_eps, model.cfg.dynamics.context_frames)
+
+
+def _tokenizer_phase(run: _Run) -> dict:
+    """Train the tokenizer; move on to the refiner (or termination) phase and log reconstructions."""
+    cfg, dist, model = run.cfg, run.dist, run.model
+    batch = tokenizer_batches(run.steps, cfg, run.generator)
+    net = dist.wrap(model.tokenizer, model.tokenizer.loss)
+
+    def tokenizer_loss():
+        return net(*(f.to(dist.device) for f in batch()))
+
+    summary = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss, cfg.tokenizer_lr,
+                        cfg, run.state, run.save, run.tracker, dist=dist, precision=cfg.tokenizer_precision,
+                        clock=run.run_clock)
+    run.next_phase("refiner" if model.refiner is not None else "termination")
+    if dist.is_main:
+        log_reconstructions(model, run.steps, run.tracker, run.state["global_step"])
+    return summary
+
+
+def _dynamics_phase(run: _Run, tokens: torch.Tensor, held_eps: list[int]) -> dict:
+    """Train the dynamics on windows of the frames' `tokens`, scoring held-out episodes on the way; move on to
+    the outcome phase (or the end)."""
+    cfg, dist, model = run.cfg, run.dist, run.model
+    sampler = WindowSampler(run.steps, tokens, sequence_frames(model, cfg), cfg.end_share, cfg.seed)
+    sampler.generator = run.generator
+    compile_step = should_compile(cfg.compile, dist.device, *phase_budget(cfg, "dynamics", model))
+    forward = compiled(model.dynamics) if compile_step else model.dynamics  # the same weights either way
+    net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg, forward))
+
+    def loss():
+        return net({k: v.to(dist.device) for k, v in sampler.sample(cfg.batch_size).items()})
+
+    def on_eval(step: int) -> None:
+        if held_eps:
+            log_eval(model, run.ds, held_eps, run.tracker, step, samples=max(1, cfg.eval_samples // 2))
+
+    summary = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg, run.state,
+                        run.save, run.tracker, on_eval, dist=dist, precision=cfg.precision, clock=run.run_clock,
+                        warmup_share=cfg.dynamics_warmup_share)
+    summary["frames_per_s"] = (summary["steps"] * cfg.batch_size * dist.world_size * sequence_frames(model, cfg)
+                               / summary["seconds"])
+    summary["compiled"] = compile_step
+    run.next_phase("outcome" if cfg.outcome_share > 0 else "done")
+    return summary
+
+
+def _phases(run: _Run, held_eps: list[int]) -> dict:
+    """Run the phases from the one the state is in to the end; their summaries by name."""
+    model, summary = run.model, {}
+    args = (run.cfg, run.generator)
+    if run.state["phase"] == "tokenizer":
+        summary["tokenizer"] = _tokenizer_phase(run)
+    if run.state["phase"] == "termination" and model.termination is None:
+        run.state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
+    if run.state["phase"] == "outcome" and run.cfg.outcome_share <= 0:  # resumed with the phase switched off
+        run.next_phase("done")
+    if run.state["phase"] != "done":
+        model.tokenizer.requires_grad_(False)
+        tokens = encode_frames(model, run.steps.frames, progress=run.dist.is_main)
+    if run.state["phase"] in ("refiner", "termination"):
+        fresh = drawings(model.tokenizer, tokens)  # (F, H, W, 3) the tokenizer's drawings of the frames
+    if run.state["phase"] == "refiner":
+        summary["refiner"] = refiner_phase(model, run.steps, fresh, *args, run.state, run.save, run.tracker,
+                                           run.dist)
+        run.next_phase("termination")
+    if run.state["phase"] == "termination":
+        summary["termination"] = termination_phase(model, run.steps, fresh, *args, run.state, run.save, run.tracker,
+                                                   run.dist, run.run_clock)
+        run.next_phase("dynamics")  # saved with the corrected prior
+    if run.state["phase"] == "dynamics":
+        summary["dynamics"] = _dynamics_phase(run, tokens, held_eps)
+    if run.state["phase"] == "outcome":
+        summary["outcome"] = outcome_phase(model, run.steps, tokens, *args, run.state, run.save, run.tracker,
+                                           run.dist, run.run_clock)
+        run.next_phase("done")
+    return summary
+
+
 def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, resume: bool = False,
           wandb: str = "offline") -> dict:
     """Train a world model on the dataset `data` into the run directory `out`; returns the summary (rank 0's
@@ -119,20 +283,9 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     flush_denormals()  # on the CPU, gradients near zero otherwise slow steps down up to 24x
     ds, out = EpisodeDataset(data), Path(out)
     dist = Distributed(cfg.device)
-    device = dist.device
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_eps, held_eps = split_episodes(ds, cfg.holdout)
-    if resume:
-        state = ckpt.load_train_state(out)
-        model = ckpt.load(out, device)
-        if model.cfg.env_id != ds.env_id:
-            raise ValueError(f"{out} was trained on {model.cfg.env_id}, but {data} holds {ds.env_id}")
-    else:
-        if (out / ckpt.CONFIG).exists():
-            raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
-        fit_to_dataset(model_cfg, ds, train_eps)
-        model = WorldModel(model_cfg).to(device)
-        state = {"phase": "tokenizer", "global_step": 0}
+    model, state = _start(ds, data, out, model_cfg, cfg, resume, dist.device, train_eps)
     if model.termination is not None and model.termination.reward_head is not None:
         cfg = replace(cfg, outcome_share=0.0)  # the CNN reads rewards and endings: the dynamics' heads go unread
     check_shares(cfg, model)
@@ -144,108 +297,18 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
                       job="train", rank=dist.rank, resume_id=state.get("wandb_id"))
     state["wandb_id"] = tracker.id
     steps = load_steps(ds, train_eps, progress=dist.is_main)
-    frames = torch.from_numpy(steps.frames)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if len(state.get("generators", ())) == dist.world_size:
-        generator.set_state(state["generators"][dist.rank])
-    elif "generator" in state and dist.is_main:
-        generator.set_state(state["generator"])
-    elif resume:  # a rank whose sampler state was not saved: fresh windows, not those of the run's start
-        generator.manual_seed(cfg.seed + dist.rank + 1_000_003 * state["global_step"])
-    summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps), "train_frames": len(frames),
-                     "precision": ", ".join(f"{net} {resolve(p, device)}" for net, p, present in (
-                         ("tokenizer", cfg.tokenizer_precision, True), ("dynamics", cfg.precision, True),
-                         ("refiner", cfg.refiner_precision, model.refiner is not None),
-                         ("termination", cfg.termination_precision, model.termination is not None)) if present)}
-
+    generator = _sampler_generator(cfg, state, dist, resume)
+    summary: dict = {"train_episodes": len(train_eps), "heldout_episodes": len(held_eps),
+                     "train_frames": len(steps.frames), "precision": _precisions(cfg, model, dist.device)}
     clock = RunClock(time.perf_counter() - float(state.get("run_elapsed", 0.0)))
-    # what the phases end on; a run saved before the clock existed keeps the shares' budgets
-    run_clock = clock if not resume or "run_elapsed" in state else None
-
-    def save(phase_state: dict) -> None:
-        """Rank 0 writes the model and the resume state (with every rank's sampler state and the run's clock); all
-        ranks call it."""
-        generators = dist.gather(generator.get_state())
-        if not dist.is_main:
-            return
-        ckpt.save_model(out, model, {"phase": phase_state["phase"], "data": str(data), "env_id": ds.env_id})
-        ranks = {"generators": generators} if dist.active else {}
-        ckpt.save_train_state(out, {**phase_state, "generator": generator.get_state(), "wandb_id": tracker.id,
-                                    **({"run_elapsed": clock.elapsed()} if run_clock else {}), **ranks})
-
-    if not resume and cfg.canvas_frames:
-        sample = torch.randperm(len(frames), generator=generator)[: cfg.canvas_frames].sort().values
-        model.tokenizer.fit_canvas(steps.frames[sample.numpy()])
-    if not resume and dist.active:
-        generator.manual_seed(cfg.seed + dist.rank)  # each rank samples its own batches from here on
+    run = _Run(ds, data, out, cfg, dist, model, state, steps, generator, tracker, clock,
+               run_clock=clock if not resume or "run_elapsed" in state else None)
     if not resume:
-        save(state)
-        if dist.is_main:
-            ckpt.save_starts(out, ds, train_eps, model.cfg.dynamics.context_frames)
-    if state["phase"] == "tokenizer":
-        batch = tokenizer_batches(steps, cfg, generator)
-        net = dist.wrap(model.tokenizer, model.tokenizer.loss)
-
-        def tokenizer_loss():
-            return net(*(f.to(device) for f in batch()))
-
-        summary["tokenizer"] = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss,
-                                         cfg.tokenizer_lr, cfg, state, save, tracker, dist=dist,
-                                         precision=cfg.tokenizer_precision, clock=run_clock)
-        state = {"phase": "refiner" if model.refiner is not None else "termination",
-                 "global_step": state["global_step"]}
-        save(state)
-        if dist.is_main:
-            log_reconstructions(model, steps, tracker, state["global_step"])
-    if state["phase"] == "termination" and model.termination is None:
-        state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
-    if state["phase"] == "outcome" and cfg.outcome_share <= 0:  # resumed with the phase switched off
-        state = {"phase": "done", "global_step": state["global_step"]}
-        save(state)
-    if state["phase"] != "done":
-        model.tokenizer.requires_grad_(False)
-        tokens = encode_frames(model, steps.frames, progress=dist.is_main)
-    if state["phase"] in ("refiner", "termination"):
-        fresh = drawings(model.tokenizer, tokens)  # (F, H, W, 3) the tokenizer's drawings of the frames
-    if state["phase"] == "refiner":
-        summary["refiner"] = refiner_phase(model, steps, fresh, cfg, generator, state, save, tracker, dist)
-        state = {"phase": "termination", "global_step": state["global_step"]}
-        save(state)
-    if state["phase"] == "termination":
-        summary["termination"] = termination_phase(model, steps, fresh, cfg, generator, state, save, tracker, dist,
-                                                   run_clock)
-        state = {"phase": "dynamics", "global_step": state["global_step"]}  # saved with the corrected prior
-        save(state)
-    if state["phase"] == "dynamics":
-        sampler = WindowSampler(steps, tokens, sequence_frames(model, cfg), cfg.end_share, cfg.seed)
-        sampler.generator = generator
-        compile_step = should_compile(cfg.compile, device, *phase_budget(cfg, "dynamics", model))
-        forward = compiled(model.dynamics) if compile_step else model.dynamics  # the same weights either way
-        net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg, forward))
-
-        def loss():
-            return net({k: v.to(device) for k, v in sampler.sample(cfg.batch_size).items()})
-
-        def on_eval(step: int) -> None:
-            if held_eps:
-                log_eval(model, ds, held_eps, tracker, step, samples=max(1, cfg.eval_samples // 2))
-
-        summary["dynamics"] = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg,
-                                        state, save, tracker, on_eval, dist=dist, precision=cfg.precision,
-                                        clock=run_clock, warmup_share=cfg.dynamics_warmup_share)
-        summary["dynamics"]["frames_per_s"] = (summary["dynamics"]["steps"] * cfg.batch_size * dist.world_size
-                                               * sequence_frames(model, cfg) / summary["dynamics"]["seconds"])
-        summary["dynamics"]["compiled"] = compile_step
-        state = {"phase": "outcome" if cfg.outcome_share > 0 else "done", "global_step": state["global_step"]}
-        save(state)
-    if state["phase"] == "outcome":
-        summary["outcome"] = outcome_phase(model, steps, tokens, cfg, generator, state, save, tracker, dist,
-                                           run_clock)
-        state = {"phase": "done", "global_step": state["global_step"]}
-        save(state)
+        _begin(run, train_eps)
+    summary |= _phases(run, held_eps)
     summary["train_seconds"] = clock.elapsed()
     if held_eps and dist.is_main:
-        summary["eval"] = log_eval(model, ds, held_eps, tracker, state["global_step"], samples=cfg.eval_samples)
+        summary["eval"] = log_eval(model, ds, held_eps, tracker, run.state["global_step"], samples=cfg.eval_samples)
     tracker.artifact(f"world-model-{out.name}", "model", out, [ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STARTS])
     tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tracker.finish()
