@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -31,8 +31,18 @@ def triton_version() -> str | None:
     return triton.__version__
 
 
+def metadata() -> dict:
+    """What every result file records: the date, the device (the CUDA GPU when there is one, else the CPU) and the
+    versions of torch, Triton and Python."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
+    return {"date": time.strftime("%Y-%m-%d"), "device": device, "torch": torch.__version__,
+            "triton": triton_version(), "python": platform.python_version()}
+
+
 def write_results(path: str | Path, results: dict) -> None:
-    """Write a benchmark's results as indented JSON to `path`, creating its folder."""
+    """Write a benchmark's results as indented JSON to `path`, creating its folder: `metadata()` first, then the
+    benchmark's entries (which win where they name the same key, e.g. a device with its thread count)."""
+    results = {**metadata(), **results}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1) + "\n")
@@ -47,55 +57,6 @@ def save_results(args, **entries) -> dict:
     if args.json:
         write_results(args.json, results)
     return results
-
-
-def head_f1(model, ds, held: list[int], fresh) -> dict:
-    """Reward and termination F1 of `model` (dreamworld.evaluate.fidelity.head_scores) on the held-out episodes `held`
-    of the dataset `ds` and on every episode of `fresh`, a dataset recorded apart."""
-    from dreamworld.evaluate.fidelity import head_scores
-
-    model.eval()
-    h, f = head_scores(model, ds, held), head_scores(model, fresh, list(range(len(fresh))))
-    return {"heldout_reward_f1": h["reward_f1"], "heldout_termination_f1": h["termination_f1"],
-            "heldout_terminations": h["terminations"], "fresh_reward_f1": f["reward_f1"],
-            "fresh_termination_f1": f["termination_f1"], "fresh_reward_events": f["reward_events"],
-            "fresh_terminations": f["terminations"]}
-
-
-@dataclass
-class PhaseArgs:
-    """What the phase benchmarks (outcome_phase.py, termination_phase.py) share: a world, its data, a fresh set."""
-
-    checkpoint: str
-    """a trained world model (a run directory or a shipped world)"""
-    data: str
-    """the dataset it was trained on (its training split feeds the phase, its held-out split is scored)"""
-    fresh: str
-    """a dataset recorded apart (every episode is scored)"""
-    out: str | None = None
-    """save the model with what the phase trained here (with the checkpoint's start contexts)"""
-    threads: int = 2
-    """torch CPU threads"""
-    seed: int = 0
-    """seed of the phase (its sampling, and new weights where it starts some)"""
-    json: str | None = None
-    """write the results to this JSON file"""
-
-
-def load_phase_inputs(args: PhaseArgs):
-    """Threads and seed set -> (the world model, its dataset, the fresh dataset, training and held-out episodes)."""
-    import torch
-
-    import dreamworld
-    from dreamworld.envs import EpisodeDataset
-    from dreamworld.train.config import TrainConfig
-    from dreamworld.train.data import split_episodes
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    ds = EpisodeDataset(args.data)
-    train_eps, held = split_episodes(ds, TrainConfig().holdout)
-    return dreamworld.load(args.checkpoint), ds, EpisodeDataset(args.fresh), train_eps, held
 
 
 def apply_settings(cfg, settings: list[str], variant: str, example: str):

@@ -2,6 +2,8 @@
 
     python benchmarks/play.py CHECKPOINT [--frames 600] [--fps 30] [--json benchmarks/results/play_cpu.json]
 
+CHECKPOINT: a run directory, or a shipped world (dreamworld/worlds/bricks) to run from a clean checkout.
+
 Plays `--frames` frames of the dream at `--fps` with SDL_VIDEODRIVER=dummy (the window is drawn in memory at
 --scale, header and all), keys from a script that moves and fires, at temperature 1. Frame time: from one frame
 to the next as the player sees it (work + waiting for the frame's turn); work: events, model step, drawing.

@@ -10,7 +10,8 @@ number of steps, so this is the comparison that decides the tiny preset's widths
 Each variant of the same widths starts from the same weights, and every variant from the same canvas; each runs
 `run_phase("tokenizer", ...)` as `dreamworld train` does (its batches, end share, learning-rate schedule). Scored on
 the held-out split: reconstruction PSNR (`dreamworld.evaluate.fidelity.reconstruction_psnr`) and each frame's worst
-pixel error, which a missing 2x2 gem shows.
+pixel error, which a missing 2x2 gem shows. From a clean checkout, record DATA first:
+`dreamworld collect --env Bricks --steps 50000 --out data/bricks`.
 """
 
 from __future__ import annotations

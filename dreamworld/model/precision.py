@@ -53,7 +53,7 @@ def autocast(precision: str, device: torch.device | str) -> AbstractContextManag
 def flush_denormals() -> None:
     """Let the CPU treat denormal floats (below 1.2e-38) as zero. Without it, a training step whose gradients
     shrink into that range runs on the CPU's slow path: the termination CNN, once its loss fell to ~1e-3, took
-    600 ms a step instead of 25 ms on 2 cores, with the same losses (benchmarks/denormals.py). The flag is per
+    600 ms a step instead of 25 ms on 2 cores, with the same losses (docs/experiments.md). The flag is per
     thread and torch's worker threads copy it when they start, so call this before torch's first parallel
     operation: the `dreamworld` command does so first thing; `train` and `train_agent` call it too."""
     torch.set_flush_denormal(True)

@@ -62,7 +62,7 @@ class ModelOptions:
     termination_channels: tuple[int, ...] | None = None
     """channels of the termination CNN's stride-2 convolutions (default: the preset's, 16 32 32). On Cave's
     drawings, 32 64 64 with --termination-hidden 256 scored F1 0.873 on 267 fresh crashes against 0.799, for
-    the same 5,000 steps at 32% more time a step (benchmarks/termination_phase.py)"""
+    the same 5,000 steps at 32% more time a step (docs/experiments.md)"""
     termination_hidden: int | None = None
     """width of the termination CNN's hidden layer (default: the preset's, 128)"""
     refiner: bool = False

@@ -36,7 +36,7 @@ class RefinerConfig:
 
     width: int = 16
     """channels of its full-resolution convolutions (16 reconstructed Cave best in a fixed CPU budget against 8 and
-    32: docs/experiments.md, benchmarks/refiner_phase.py --widths)"""
+    32: docs/experiments.md)"""
     layers: int = 3
     """3x3 convolutions before the one that predicts the weights (receptive field 2 * layers + 3 pixels)"""
     reach: int = 2

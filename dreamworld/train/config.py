@@ -64,7 +64,7 @@ class TrainConfig:
     """rows at the top of the frame that the termination batches leave in place (the built-in games' score bar)"""
     termination_precision: Precision = "auto"
     """the termination CNN's forward passes in bfloat16 autocast or float32 (as --precision): a step of 128 pairs
-    took 21 ms against 34 on 2 cores of an AMX CPU, with the same termination F1 (benchmarks/termination_phase.py)"""
+    took 21 ms against 34 on 2 cores of an AMX CPU, with the same termination F1 (docs/experiments.md)"""
     termination_real_share: float = 0.0
     """share of termination batch rows that show the real frames instead of the model's drawings of them"""
     termination_reward_share: float = 0.25
