@@ -4,7 +4,8 @@ the last frame and, for games with an object parser, object recall. It decided `
 `--dynamics-warmup-share` and the tiny preset's dynamics.
 
     python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
-        [--warmup-shares 0 0.05] [--variants default d_model=256,n_layers=4,n_heads=4] [--json results/dynamics_phase_catch_avx2.json]
+        [--warmup-shares 0 0.05] [--variants default d_model=256,n_layers=4,n_heads=4]
+        [--json results/dynamics_phase_catch_avx2.json]
 
 The world model in RUN keeps its tokenizer (and refiner and termination CNN); its dynamics start again from the
 same new weights for every variant and train on DATA's training split as in `dreamworld train` (its windows, end

@@ -1,6 +1,6 @@
 """The package's layout: imports point one way and no module imports itself back round a cycle; no module grows
-past 400 lines and no function past 80. Read from the sources with `ast` (every import counts: at the top, in a function, or under
-TYPE_CHECKING)."""
+past 400 lines and no function past 80. Read from the sources with `ast` (every import counts: at the top, in a
+function, or under TYPE_CHECKING)."""
 
 import ast
 from pathlib import Path
