@@ -9,6 +9,8 @@ them.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import errno
 import hashlib
@@ -75,6 +77,76 @@ def atomic_write(path: Path, write) -> None:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise DiskFull(f"disk full while writing {path}") from e
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary sibling of `path` with the same suffix (for writers that take a file name and pick the
+    format by its suffix: videos, images); once the block ends it is fsynced and renamed over `path`, so `path` is
+    the old file or the new one, never a part. Removed if the block raises."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+RENAME_EXCHANGE = 2
+"""renameat2's flag that swaps two paths in one step (Linux 3.15+)."""
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the directories `a` and `b` in one step (Linux renameat2); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(a))
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the complete directory `new` in the place of `out` (a directory or nothing): swapped in one step where
+    the system can, so `out` is at every moment the old directory or the new one; elsewhere the old one is moved
+    aside first (OUT.old, which `recover_dir` puts back after a kill in between). The old one is deleted."""
+    import shutil
+
+    old = out.with_name(out.name + ".old")
+    if not out.exists():
+        os.rename(new, out)
+    elif _exchange(new, out):
+        shutil.rmtree(new)
+    else:
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(out, old)
+        os.rename(new, out)
+        shutil.rmtree(old)
+    _fsync_dir(out.parent)
+
+
+def recover_dir(out: Path) -> None:
+    """After a kill inside `replace_dir`'s fallback: put OUT.old back when OUT is missing, else delete it."""
+    import shutil
+
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        if out.exists():
+            shutil.rmtree(old)
+        else:
+            os.rename(old, out)
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:

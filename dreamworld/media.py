@@ -6,19 +6,23 @@ from pathlib import Path
 
 import numpy as np
 
+from dreamworld.io import atomic_path
+
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int) -> Path:
-    """Write uint8 (T, H, W, 3) frames to .mp4 (H.264 through imageio-ffmpeg) or .gif."""
+    """Write uint8 (T, H, W, 3) frames to .mp4 (H.264 through imageio-ffmpeg) or .gif, atomically (a kill leaves
+    the old file or the new one)."""
     import imageio.v3 as iio
 
     path = Path(path)
     if path.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"cannot write video {path}: use a .mp4 or .gif file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
-    else:
-        iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".gif":
+            iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
+        else:
+            iio.imwrite(tmp, frames, fps=fps, codec="libx264", macro_block_size=1)
     return path
 
 

@@ -102,7 +102,7 @@ STDLIB = {"__future__", "collections", "dataclasses", "errno", "hashlib", "json"
           "types", "typing", "pathlib", "fcntl", "functools", "itertools", "contextlib", "warnings", "abc", "enum",
           "copy", "io", "shutil", "tempfile", "sys", "operator", "struct", "zipfile", "zlib", "random", "string",
           "textwrap", "importlib", "inspect", "glob", "logging", "threading", "traceback", "weakref", "bisect",
-          "heapq", "numbers", "subprocess", "platform", "socket", "datetime", "uuid", "base64", "pickle"}
+          "heapq", "numbers", "subprocess", "platform", "socket", "datetime", "uuid", "base64", "pickle", "ctypes"}
 
 
 @pytest.mark.parametrize("who", sorted(RULES))

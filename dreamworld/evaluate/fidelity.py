@@ -9,7 +9,6 @@ scored one step ahead (teacher forced) over every held-out step.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from dreamworld.envs import EpisodeDataset
 from dreamworld.envs.games.objects import parser
 from dreamworld.evaluate.metrics import carried_sprites, merge_counts, moving_psnr, object_counts, object_scores
+from dreamworld.io import atomic_path, write_json
 from dreamworld.media import side_by_side
 from dreamworld.model.tokenizer import PSNR_CAP_DB, pixels, psnr
 from dreamworld.model.world_model import WorldModel
@@ -266,12 +266,13 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
 
 def write_report(out: str | Path, metrics: dict, examples: dict, fps: int) -> dict[str, Path]:
     """Write metrics.json, psnr.png (model vs baseline over the horizon, objects beside) and rollout.mp4/.gif
-    (real | imagined | difference). Returns the paths."""
+    (real | imagined | difference), each atomically (a kill leaves the old file or the new one). Returns the
+    paths."""
     from dreamworld.media import write_video
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     paths = {"metrics": out / "metrics.json", "plot": plot_psnr(metrics, out / "psnr.png")}
     frames = side_by_side(examples["real"], examples["imagined"])
     paths["video"] = write_video(out / "rollout.mp4", frames, fps)
@@ -317,7 +318,8 @@ def plot_psnr(metrics: dict, path: Path) -> Path:
     for ax in axes[0]:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 

@@ -10,7 +10,6 @@ a finished world model is reused and an interrupted one resumes.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +19,7 @@ import numpy as np
 
 from dreamworld import checkpoint as ckpt
 from dreamworld.envs import EpisodeDataset, collect, make_env, make_policy
+from dreamworld.io import write_json
 from dreamworld.media import upscale, write_video
 from dreamworld.model.precision import native_bf16
 from dreamworld.model.presets import ModelOptions
@@ -199,5 +199,5 @@ def run_demo(cfg: DemoConfig, out: str | Path = "demo", wandb: str = "offline") 
                "real_returns": returns, "paths": {k: str(v) for k, v in paths.items()} | {
                    "summary": str(report / "summary.json"), "data": str(data), "world_model": str(run),
                    "agent": str(agent_dir)}}
-    (report / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(report / "summary.json", summary)
     return summary

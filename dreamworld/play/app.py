@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dreamworld.dream.observations import latent_codes
+from dreamworld.io import atomic_path
 
 from .keymap import CONTROLS, KeyMap, control_codes
 from .outputs import Jobs, Recorder, default_recording_path, save_episode
@@ -178,7 +179,9 @@ class PlayApp:
                 if self.options.frames is not None and frames >= self.options.frames:
                     break
         if self.options.screenshot and self.window is not None:
-            pygame.image.save(self.window, self.options.screenshot)
+            os.makedirs(os.path.dirname(os.path.abspath(self.options.screenshot)), exist_ok=True)
+            with atomic_path(self.options.screenshot) as tmp:
+                pygame.image.save(self.window, str(tmp))
         return PlayStats(frames, time.perf_counter() - start, work, intervals, self.messages)
 
     def say(self, message: str) -> None:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from dreamworld import checkpoint as ckpt
-from dreamworld.io import CheckpointError, read_safetensors, write_json, write_safetensors
+from dreamworld.io import CheckpointError, read_safetensors, recover_dir, replace_dir, write_json, write_safetensors
 
 ROOT = Path(__file__).parent
 """Where shipped worlds live (inside the installed package)."""
@@ -62,8 +62,10 @@ def export_world(run: str | os.PathLike, out_dir: str | os.PathLike, dtype: str 
     """Write the world model in `run` (and the policy in `agent`) into `out_dir` for shipping: weights as `dtype`
     (float16; int8 quantizes large weights per row; float32 keeps them), the first `starts` saved start contexts,
     and the agent's weights in float16 under out_dir/agent. An existing `out_dir` is replaced. Loading casts the
-    weights back to float32. Returns `out_dir`."""
+    weights back to float32. Returns `out_dir`. Killed at any moment, `out_dir` holds the old world or the new one
+    (the new one is written beside it, then swapped in), and running again finishes."""
     run, out_dir = Path(run), Path(out_dir)
+    recover_dir(out_dir)
     ckpt.read_config(run)  # a clear error when `run` is not a world model
     config = json.loads((run / ckpt.CONFIG).read_text())
     info = {k: v for k, v in config.get("info", {}).items() if k != "data"}  # no paths of the machine it came from
@@ -79,9 +81,7 @@ def export_world(run: str | os.PathLike, out_dir: str | os.PathLike, dtype: str 
         write_safetensors(tmp / ckpt.STARTS, {k: v[:starts] for k, v in saved.items()})  # (S, K, ...)
     if agent is not None:
         _export_agent(Path(agent), tmp / AGENT, "float32" if dtype == "float32" else "float16")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    replace_dir(tmp, out_dir)
     return out_dir
 
 
