@@ -353,28 +353,3 @@ def test_every_phase_updates_with_a_fused_adamw_where_the_device_has_one():
         bias.data.copy_(b)
     torch.testing.assert_close(results[0], results[1])
     assert not torch.equal(results[0][0], weights)  # the update moved the weights
-
-
-def test_self_forcing_swaps_context_frames_for_the_models_own_draws():
-    from toy_models import random_dynamics_batch
-
-    from dreamworld.model.world_model import WorldModel
-    from dreamworld.train.trainer import _self_forced
-
-    torch.manual_seed(0)
-    model = WorldModel(toy_config())
-    batch = random_dynamics_batch(model, B=64, T=8)
-    tokens, actions, real = batch["tokens"], batch["actions"], batch["tokens"][:, :-1]
-    assert torch.equal(_self_forced(model, model.dynamics, tokens, actions, 0.0), real)
-    # a dynamics whose every digit is certain: (3, 1, 2) of levels (5, 4, 3), whatever it sees
-    decoder, chosen = model.dynamics.decoder, torch.tensor([3, 1, 2])
-    with torch.no_grad():
-        decoder.digit_out.weight.zero_()
-        decoder.digit_out.bias.fill_(-1e4)
-        decoder.digit_out.bias[decoder.offsets + chosen] = 1e4
-    swapped = _self_forced(model, model.dynamics, tokens, actions, 0.5)  # (B, T, N)
-    assert torch.equal(swapped[:, 0], real[:, 0])  # frame 0 has nothing before it to draw it from
-    drawn = (model.dynamics.digits(swapped[:, 1:]) == chosen).all(-1).all(-1)  # (B, T-1): the model's frame
-    kept = (swapped[:, 1:] == real[:, 1:]).all(-1)  # (B, T-1)
-    assert (drawn | kept).all()  # a frame is either the real one or the model's draw of it, whole
-    assert 0.4 < drawn.float().mean() < 0.6  # about half of them swapped

@@ -50,7 +50,7 @@ def dynamics_loss_and_grads(model, batch: dict, device: str, forward=None) -> tu
     for precision in ("float32", "bfloat16"):
         model.zero_grad()
         with autocast(precision, device):
-            loss, _ = dynamics_loss(model, batch, TrainConfig(self_forcing=0.0), forward)  # real context: no draws
+            loss, _ = dynamics_loss(model, batch, TrainConfig(), forward)
         loss.backward()
         losses[precision] = loss.item()
         grads[precision] = torch.cat([p.grad.flatten() for p in model.dynamics.parameters() if p.grad is not None])

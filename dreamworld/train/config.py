@@ -115,12 +115,6 @@ class TrainConfig:
     CPU that gives them few steps (Cave: 115 in a 15-minute run on 2 AVX2 cores) the warmup would otherwise take most
     of them. Catch's dynamics in 240 s on such a CPU: h=16 PSNR 26.25 against 25.87 at batch 16, 26.56 against 26.21
     at batch 8 (benchmarks/dynamics_phase.py). The other phases were not measured with it and keep the steps"""
-    self_forcing: float = 0.25
-    """share of the dynamics' context frames replaced, in training, by the model's own draws of them (one step
-    ahead of real context, from a teacher-forced pass without gradients) while the targets stay the real frames:
-    the model learns to undo its own sampling errors, which a dream otherwise carries forward (Catch, closed loop:
-    the catcher shown within 5-10 points of the game's rate against 49-71 points short without it, for 35% fewer
-    dynamics steps; docs/experiments.md). 0 trains on real context only"""
     grad_clip: float = 1.0
     """gradient-norm clip"""
     holdout: float = 0.1

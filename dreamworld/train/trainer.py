@@ -76,10 +76,7 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig,
     to use (a compiled one, `compiling.compiled`); default `model.dynamics`."""
     tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
     forward = model.dynamics if forward is None else forward
-    inputs = tokens[:, :-1]  # (B, T, N)
-    if cfg.self_forcing > 0:
-        inputs = _self_forced(model, forward, tokens, batch["actions"], cfg.self_forcing)
-    digit_logits, reward_logits, end_logits = forward(inputs, batch["actions"], tokens[:, 1:])
+    digit_logits, reward_logits, end_logits = forward(tokens[:, :-1], batch["actions"], tokens[:, 1:])
     # end_logits: None when the model reads terminations off frames (trained in their own phase)
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
@@ -104,27 +101,6 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig,
         total = total + end_loss
         metrics["end_loss"] = end_loss.item()
     return total, metrics | {"loss": total.item()}
-
-
-@torch.no_grad()
-def _self_forced(model: WorldModel, forward: Callable, tokens: torch.Tensor, actions: torch.Tensor,
-                 share: float) -> torch.Tensor:
-    """Context tokens (B, T, N) for `dynamics_loss`: frames 1..T-1 of `tokens` (B, T+1, N), each with probability
-    `share` replaced by the model's own draw of it from a teacher-forced pass (every digit drawn from its softmax
-    given the real digits and tokens before it)."""
-    digit_logits = forward(tokens[:, :-1], actions, tokens[:, 1:])[0].float()  # (B, T, N, sum(levels))
-    levels = model.dynamics.levels
-    drawn = torch.zeros(tokens[:, 1:].shape, dtype=tokens.dtype, device=tokens.device)  # (B, T, N)
-    basis = 1
-    for logits, n in zip(digit_logits.split(levels, dim=-1), levels, strict=True):  # (B, T, N, L_d)
-        u = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)
-        drawn += (logits - torch.log(-torch.log(u))).argmax(-1) * basis
-        basis *= n
-    inputs = tokens[:, :-1].clone()  # (B, T, N)
-    swap = torch.rand(inputs.shape[:2], device=inputs.device) < share  # (B, T)
-    swap[:, 0] = False  # frame 0 has no draw
-    inputs[:, 1:] = torch.where(swap[:, 1:, None], drawn[:, :-1], inputs[:, 1:])
-    return inputs
 
 
 @torch.no_grad()
