@@ -57,12 +57,9 @@ class ModelOptions:
     rewards in both cases; latent dreams skip the decoder)"""
     rewards: Literal["tokens", "frames"] = "tokens"
     """where rewards are read: tokens (the dynamics' outcome head, from the codes) or frames (a reward head on the
-    termination CNN, from the drawn frames; needs --termination frames). On Catch's fresh data: F1 0.97-0.98 with
-    frames against 0.84-0.88 with tokens, but a sampled dream's flickering score digits read as catches"""
+    termination CNN, from the drawn frames; needs --termination frames)"""
     termination_channels: tuple[int, ...] | None = None
-    """channels of the termination CNN's stride-2 convolutions (default: the preset's, 16 32 32). On Cave's
-    drawings, 32 64 64 with --termination-hidden 256 scored F1 0.873 on 267 fresh crashes against 0.799, for
-    the same 5,000 steps at 32% more time a step (docs/experiments.md)"""
+    """channels of the termination CNN's stride-2 convolutions (default: the preset's, 16 32 32)"""
     termination_hidden: int | None = None
     """width of the termination CNN's hidden layer (default: the preset's, 128)"""
     refiner: bool = False

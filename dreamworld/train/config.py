@@ -20,8 +20,7 @@ class TrainConfig:
     steps: int | None = None
     """optimisation steps for all phases together (split by tokenizer_share, termination_share, outcome_share)"""
     tokenizer_share: float = 0.15
-    """share of the budget spent on the tokenizer (the tiny preset's draws Catch's sprites from about 2,000 steps;
-    the dynamics need the time more, docs/experiments.md)"""
+    """share of the budget spent on the tokenizer (docs/experiments.md: why the dynamics get most of it)"""
     refiner_share: float = 0.1
     """share of the budget spent on the refiner (models without one give it to the dynamics)"""
     refiner_runs: int = 8
@@ -32,25 +31,18 @@ class TrainConfig:
     """of the refiner_runs, how many continue chains of the refiner's own drawings across batches (refiner.py)"""
     refiner_precision: Precision = "auto"
     """the refiner's convolutions in bfloat16 autocast or float32 (as --precision), in its phase and when it draws
-    the frames the termination CNN learns from (its softmax and mix stay float32): a training step took 102 ms
-    against 182, drawing 28k Cave frames 52 s against 85, on 2 cores of an AMX CPU"""
+    the frames the termination CNN learns from (its softmax and mix stay float32)"""
     refiner_lr: float = 2e-3
     """refiner peak learning rate"""
     refiner_logits_lr_scale: float = 0.1
-    """the refiner's last convolution (the logits of its mixing weights, 288 inputs each) learns at this share of
-    refiner_lr: at the full rate the softmax saturated within ~100 steps and in 3 of 5 seeds on Cave stuck on the
-    fresh drawing (reconstruction ~25 dB instead of ~38)"""
+    """the refiner's last convolution (the logits of its mixing weights) learns at this multiple of refiner_lr, so
+    its softmax does not saturate on the fresh drawing early"""
     termination_share: float = 0.07
-    """share of the budget spent on the termination model (models without one give it to the dynamics; 0.1 before
-    it trained in bfloat16)"""
+    """share of the budget spent on the termination model (models without one give it to the dynamics)"""
     termination_batch_size: int = 128
     """termination batch: steps (frame before, frame after)"""
     termination_lr: float = 1e-2
-    """termination-model peak learning rate. 1e-3 before: in 2,000 steps on the shipped Cave world's drawings, a new
-    CNN with a reward head found 0.744 termination F1 held-out / 0.723 on 267 fresh crashes (reward 0.887 / 0.902);
-    at 1e-2, 0.894-0.917 / 0.820-0.837 (reward 0.989-1.000 / 0.996-0.999; two seeds). On the shipped Catch world
-    the reward F1 rose from 0.873 to 0.984-0.988 and termination F1 held. On Cave at 4,100 steps (what a 15-minute
-    run gives the CNN): 0.960 / 0.876 (docs/world_model_log.md)"""
+    """termination-model peak learning rate (docs/world_model_log.md: 1e-2 against 1e-3)"""
     termination_near: int = 8
     """termination batches draw as many rows from the steps up to this many before an ending as from the endings"""
     termination_shift: int = 0
@@ -63,8 +55,7 @@ class TrainConfig:
     termination_hud_rows: int = 7
     """rows at the top of the frame that the termination batches leave in place (the built-in games' score bar)"""
     termination_precision: Precision = "auto"
-    """the termination CNN's forward passes in bfloat16 autocast or float32 (as --precision): a step of 128 pairs
-    took 21 ms against 34 on 2 cores of an AMX CPU, with the same termination F1 (docs/experiments.md)"""
+    """the termination CNN's forward passes in bfloat16 autocast or float32 (as --precision)"""
     termination_real_share: float = 0.0
     """share of termination batch rows that show the real frames instead of the model's drawings of them"""
     termination_reward_share: float = 0.25
@@ -82,22 +73,17 @@ class TrainConfig:
     outcome_lr: float = 3e-4
     """outcome-phase peak learning rate"""
     batch_size: int = 8
-    """dynamics batch: sequences of sequence_frames steps. A time budget favours more, smaller steps: in 240 s on
-    Catch, 8 sequences a step took 1.7-1.8x the steps of 16 and predicted held-out episodes better at every
-    horizon (h=1 30.10 against 29.99 dB, h=16 26.56 against 26.25, on a 2-core AVX2 CPU;
-    benchmarks/dynamics_phase.py). GPU runs pass larger ones (--batch-size 64)"""
+    """dynamics batch: sequences of sequence_frames steps (small, as a CPU's time budget favours more, smaller
+    steps, docs/experiments.md; GPU runs pass larger ones, e.g. --batch-size 64)"""
     sequence_frames: int | None = None
     """steps per dynamics training sequence (default: the model's context_frames; a step costs in proportion, so
     shorter sequences buy more steps); attention inside a sequence reaches back context_frames frames, as in
     generation"""
     tokenizer_batch_size: int = 16
-    """tokenizer batch: frames. A time budget favours more, smaller steps: in the same 225-288 s on Catch, 16 frames
-    a step took 1.75-2.2x the steps of 32 and drew held-out frames 0.5-1.2 dB better on a 2-core AVX2 CPU
-    (benchmarks/tokenizer_phase.py; 8 frames were no better than 16)"""
+    """tokenizer batch: frames (benchmarks/tokenizer_phase.py compares sizes)"""
     tokenizer_end_share: float = 0.05
-    """share of tokenizer batch frames drawn from the frames episodes ended on: there are few (Catch: ~20 in 30k),
-    and a tokenizer that saw them as seldom drew Catch's empty life bar with lives in it, so the termination CNN
-    reading its drawings missed those endings"""
+    """share of tokenizer batch frames drawn from the frames episodes ended on (they are few, and a tokenizer that
+    seldom sees them draws them wrong, which hides endings from the termination CNN)"""
     canvas_frames: int = 4096
     """frames drawn at random to start the tokenizer's canvas at their per-pixel median (the background); 0
     starts it grey"""
@@ -111,10 +97,8 @@ class TrainConfig:
     """linear warmup over this many steps of each phase (the dynamics: or dynamics_warmup_share of their budget, if
     that ends sooner), then cosine decay to 5% over the budget"""
     dynamics_warmup_share: float = 0.05
-    """the dynamics' warmup ends after this share of their budget at the latest (0: after warmup_steps only). On a
-    CPU that gives them few steps (Cave: 115 in a 15-minute run on 2 AVX2 cores) the warmup would otherwise take most
-    of them. Catch's dynamics in 240 s on such a CPU: h=16 PSNR 26.25 against 25.87 at batch 16, 26.56 against 26.21
-    at batch 8 (benchmarks/dynamics_phase.py). The other phases were not measured with it and keep the steps"""
+    """the dynamics' warmup ends after this share of their budget at the latest (0: after warmup_steps only), so a
+    slow device's few steps are not mostly warmup"""
     grad_clip: float = 1.0
     """gradient-norm clip"""
     holdout: float = 0.1
@@ -126,7 +110,7 @@ class TrainConfig:
     reward_weight: float = 1.0
     """weight of the reward loss"""
     reward_event_weight: float = 5.0
-    """weight of steps with a nonzero reward in the reward loss (they are rare: about 2% of steps in the games)"""
+    """weight of steps with a nonzero reward in the reward loss (they are rare)"""
     checkpoint_seconds: float = 60.0
     """write a checkpoint at least this often"""
     eval_seconds: float = 300.0
@@ -142,14 +126,10 @@ class TrainConfig:
     """cpu or cuda (under torchrun each rank takes cuda:LOCAL_RANK)"""
     precision: Precision = "auto"
     """dynamics forward passes in bfloat16 autocast (weights, optimiser and losses stay float32) or float32; auto
-    takes bfloat16 where the device computes it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs): 2x faster dynamics
-    steps on such a CPU, the same loss"""
+    takes bfloat16 where the device computes it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs)"""
     tokenizer_precision: Precision = "auto"
-    """the same for the tokenizer: in 180 s on Catch, bfloat16 took 1,637 steps to float32's 1,159 and drew the
-    held-out frames better (35.49 dB against 34.06, benchmarks/tokenizer_phase.py); step for step it is a
-    little worse, time for time better"""
+    """the same for the tokenizer"""
     compile: Compile = "auto"
-    """compile the dynamics' training step with torch.compile (compiling.py): a step took 227-240 ms against 313 on
-    2 CPU cores; the first step compiles (~30 s cold, ~5 s from inductor's cache). auto: on for a dynamics phase
-    of at least 2 minutes (or 1,000 steps) where a C++ compiler (CPU) or Triton (CUDA) is found; on: always (an
-    error where it cannot); off: never"""
+    """compile the dynamics' training step with torch.compile (compiling.py; the first step compiles, ~30 s cold).
+    auto: on for a dynamics phase of at least 2 minutes (or 1,000 steps) where a C++ compiler (CPU) or Triton
+    (CUDA) is found; on: always (an error where it cannot); off: never"""
