@@ -88,3 +88,13 @@ class _NoRender(gym.Env):
     observation_space = gym.spaces.Box(-1, 1, (2,))
     action_space = gym.spaces.Discrete(2)
     metadata = {"render_modes": []}
+
+
+@pytest.mark.parametrize(("env_id", "module", "extra"), [("ALE/Pong-v5", "ale_py", "atari"),
+                                                         ("crafter", "crafter", "crafter")])
+def test_a_missing_extra_is_named_with_the_command_that_installs_it(monkeypatch, env_id, module, extra):
+    """With the env's package missing, make_env raises an ImportError naming the extra and the pip command."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else find_spec(name, *a))
+    with pytest.raises(ImportError, match=rf"pip install 'dreamworld\[{extra}\]'"):
+        make_env(env_id)

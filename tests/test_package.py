@@ -77,3 +77,34 @@ def test_importing_dreamworld_registers_the_built_in_games():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["(64,", "64,", "3)", "(2,", "64,", "64,", "3)"]
+
+
+def test_the_readme_python_api_on_a_shipped_world():
+    """The README's Python API on the shipped Catch world: gym.make of Dream-v0 after `import dreamworld`, then
+    dreamworld.load, start from real context, step; at temperature 0 the same context gives the same frames."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    import dreamworld
+    from dreamworld import worlds
+
+    world = str(worlds.path("catch"))
+    env = gym.make("dreamworld/Dream-v0", checkpoint=world)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and np.isfinite(reward)
+    env.close()
+
+    model = dreamworld.load(world)
+    real = gym.make("dreamworld/Catch-v0")
+    frames, actions = [real.reset(seed=0)[0]], [1, 2, 0, 1, 2, 0, 1, 2][: model.cfg.dynamics.context_frames - 1]
+    frames += [real.step(a)[0] for a in actions]
+    context = torch.from_numpy(np.stack(frames)[None]), torch.tensor([actions])  # (1, K, 64, 64, 3), (1, K-1)
+    drawn = [model.step(model.start(*context), torch.tensor([1]), temperature=0.0) for _ in range(2)]
+    (frame, rewards, ended), (again, _, _) = drawn
+    assert tuple(frame.shape) == (1, 64, 64, 3) and frame.dtype == torch.uint8
+    assert torch.isfinite(torch.as_tensor(rewards)).all() and torch.as_tensor(ended).dtype == torch.bool
+    assert torch.equal(frame, again)
+    assert (frame.float() - torch.from_numpy(frames[-1]).float()).abs().mean() < 10  # the game's screen, not noise

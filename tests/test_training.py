@@ -353,3 +353,45 @@ def test_every_phase_updates_with_a_fused_adamw_where_the_device_has_one():
         bias.data.copy_(b)
     torch.testing.assert_close(results[0], results[1])
     assert not torch.equal(results[0][0], weights)  # the update moved the weights
+
+
+def test_every_train_option_on_the_command_line_reaches_train(monkeypatch, tmp_path):
+    """`dreamworld train` with every TrainConfig field set away from its default hands train() exactly those
+    values."""
+    import dataclasses
+    from typing import get_args, get_type_hints
+
+    from dreamworld.cli import main as cli_main
+
+    hints, given = get_type_hints(TrainConfig), {}
+    for field in dataclasses.fields(TrainConfig):
+        default = field.default
+        if field.name == "device":
+            continue  # cuda needs a GPU
+        if isinstance(default, bool):
+            given[field.name] = not default
+        elif isinstance(default, str):
+            given[field.name] = next(c for c in get_args(hints[field.name]) if c != default)
+        elif default is None:
+            given[field.name] = {"minutes": 2.5, "steps": 7, "sequence_frames": 4}[field.name]
+        elif isinstance(default, int):
+            given[field.name] = default + 1
+        else:
+            given[field.name] = default / 2 if default else 0.25
+    seen = {}
+
+    def fake_train(data, out, model_cfg, cfg, **kwargs):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt  # stop before the summary
+
+    monkeypatch.setattr("dreamworld.train.trainer.train", fake_train)
+    (tmp_path / "data").mkdir()
+    argv = ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    for name, value in given.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)] if not isinstance(value, bool) else \
+                [f"--{'' if value else 'no-'}{name.replace('_', '-')}"]
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        cli_main.main(argv)
+    assert "cfg" in seen, "train() was not called"
+    assert seen["cfg"] == dataclasses.replace(TrainConfig(), **given)
+    assert len(given) >= 45
