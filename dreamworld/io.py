@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import types
 import typing
 from pathlib import Path
@@ -54,7 +55,8 @@ class DiskFull(OSError):
     """The disk (or quota) filled up while a file was written; the file was not replaced."""
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """fsync a file or directory by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -62,42 +64,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call `write(file)` on a temporary sibling of `path`, fsync it, rename it over `path`."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise DiskFull(f"disk full while writing {path}") from e
-        raise
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary sibling of `path` with the same suffix (for writers that take a file name and pick the
     format by its suffix: videos, images); once the block ends it is fsynced and renamed over `path`, so `path` is
-    the old file or the new one, never a part. Removed if the block raises."""
+    the old file or the new one, never a part. Removed if the block raises; a full disk raises DiskFull."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
+        _fsync(path.parent)
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise DiskFull(f"disk full while writing {path}") from e
         raise
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(file)` on a temporary sibling of `path`, fsync it, rename it over `path` (`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 RENAME_EXCHANGE = 2
@@ -122,8 +111,6 @@ def replace_dir(new: Path, out: Path) -> None:
     """Put the complete directory `new` in the place of `out` (a directory or nothing): swapped in one step where
     the system can, so `out` is at every moment the old directory or the new one; elsewhere the old one is moved
     aside first (OUT.old, which `recover_dir` puts back after a kill in between). The old one is deleted."""
-    import shutil
-
     old = out.with_name(out.name + ".old")
     if not out.exists():
         os.rename(new, out)
@@ -134,13 +121,11 @@ def replace_dir(new: Path, out: Path) -> None:
         os.rename(out, old)
         os.rename(new, out)
         shutil.rmtree(old)
-    _fsync_dir(out.parent)
+    _fsync(out.parent)
 
 
 def recover_dir(out: Path) -> None:
     """After a kill inside `replace_dir`'s fallback: put OUT.old back when OUT is missing, else delete it."""
-    import shutil
-
     old = out.with_name(out.name + ".old")
     if old.exists():
         if out.exists():
