@@ -1,13 +1,13 @@
 """Benchmark: the dynamics phase for the same wall time with each dynamics variant (transformer size, local mixing,
 ...), batch size and warmup, then how well the model predicts held-out episodes: moving-pixel PSNR against copying
-the last frame and, for games with an object parser, object recall. It decided `--batch-size`,
-`--dynamics-warmup-share` and the tiny preset's dynamics.
+the last frame and, for games with an object parser, object recall. It decided `--dynamics.batch-size`,
+`--dynamics.warmup-share` and the tiny preset's dynamics.
 
     python benchmarks/dynamics_phase.py --checkpoint RUN --data DATA [--seconds 150] [--batch-sizes 16 8]
         [--warmup-shares 0 0.05] [--variants default d_model=256,n_layers=4,n_heads=4]
         [--json results/dynamics_phase_catch_avx2.json]
 
-The world model in RUN keeps its tokenizer (and refiner and termination CNN); its dynamics start again from the
+The world model in RUN keeps its tokenizer (and termination CNN); its dynamics start again from the
 same new weights for every variant and train on DATA's training split as in `dreamworld train` (its windows, end
 share, loss and learning-rate schedule; compiled when `train` would compile a phase that long). Scored on the
 held-out split with `dreamworld.evaluate.fidelity.fidelity` at horizons 1..16.
@@ -38,7 +38,7 @@ from dreamworld.model.precision import flush_denormals
 from dreamworld.model.world_model import WorldModel
 from dreamworld.tracking import Tracker
 from dreamworld.train.compiling import compiled, should_compile
-from dreamworld.train.config import TrainConfig
+from dreamworld.train.config import DynamicsPhase, OutcomePhase, TerminationPhase, TokenizerPhase, TrainConfig
 from dreamworld.train.data import WindowSampler, load_steps, split_episodes
 from dreamworld.train.phases import phase_budget, run_phase
 from dreamworld.train.trainer import dynamics_loss, encode_frames, sequence_frames
@@ -56,10 +56,10 @@ class Args:
     """wall time of each dynamics phase"""
     steps: int | None = None
     """train each variant this many steps instead of for --seconds (a fair comparison on a shared machine)"""
-    batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.batch_size])
+    batch_sizes: list[int] = field(default_factory=lambda: [DynamicsPhase.batch_size])
     """dynamics batch sizes to compare (sequences per step)"""
-    warmup_shares: list[float] = field(default_factory=lambda: [TrainConfig.dynamics_warmup_share])
-    """--dynamics-warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps
+    warmup_shares: list[float] = field(default_factory=lambda: [DynamicsPhase.warmup_share])
+    """--dynamics.warmup-share values to compare, each with every batch size (0: warmup over --warmup-steps steps
     only)"""
     variants: list[str] = field(default_factory=lambda: ["default"])
     """dynamics to compare, each `default` (the config in --checkpoint) or comma-separated FIELD=VALUE of
@@ -76,7 +76,7 @@ class Args:
 
 def with_new_dynamics(trained: WorldModel, variant: str, kept: dict, seed: int) -> tuple[WorldModel, float | None]:
     """(a copy of `trained` whose dynamics are new weights (from `seed`) of its config with `variant`'s settings,
-    the learning rate the variant names or None); `kept` (the tokenizer, refiner and termination CNN's weights)
+    the learning rate the variant names or None); `kept` (the tokenizer and termination CNN's weights)
     loaded as they were."""
     cfg, lr = copy.deepcopy(trained.cfg), None
     if variant != "default":
@@ -93,25 +93,26 @@ def main(args: Args) -> dict:
     flush_denormals()
     torch.set_num_threads(args.threads)
     ds, trained = EpisodeDataset(args.data), ckpt.load(args.checkpoint)
-    cfg = TrainConfig(minutes=None if args.steps else args.seconds / 60, steps=args.steps, tokenizer_share=0.0,
-                      refiner_share=0.0, termination_share=0.0,
-                      outcome_share=0.0, checkpoint_seconds=1e9, eval_seconds=1e9, seed=args.seed)
+    cfg = TrainConfig(minutes=None if args.steps else args.seconds / 60, steps=args.steps,
+                      tokenizer=TokenizerPhase(share=0.0), termination=TerminationPhase(share=0.0),
+                      outcome=OutcomePhase(share=0.0), checkpoint_seconds=1e9, eval_seconds=1e9, seed=args.seed)
     train_eps, held = split_episodes(ds, cfg.holdout)
     steps = load_steps(ds, train_eps, progress=False)
     tokens = encode_frames(trained, steps.frames, progress=False)  # (F, N)
     kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("dynamics.")}
     rows = {}
     for name, batch_size, warmup_share in product(args.variants, args.batch_sizes, args.warmup_shares):
-        variant = replace(cfg, batch_size=batch_size, dynamics_warmup_share=warmup_share)
+        variant = replace(cfg, dynamics=replace(cfg.dynamics, batch_size=batch_size, warmup_share=warmup_share))
         model, lr = with_new_dynamics(trained, name, kept, args.seed)
         sampler = WindowSampler(steps, tokens, sequence_frames(model, variant), variant.end_share, args.seed)
-        compile_step = should_compile(variant.compile, "cpu", *phase_budget(variant, "dynamics", model))
+        compile_step = should_compile(variant.dynamics.compile, "cpu", *phase_budget(variant, "dynamics", model))
         forward = compiled(model.dynamics) if compile_step else model.dynamics  # as `train` decides it
 
         def loss(model=model, sampler=sampler, forward=forward, variant=variant):
-            return dynamics_loss(model, sampler.sample(variant.batch_size), variant, forward)
+            return dynamics_loss(model, sampler.sample(variant.dynamics.batch_size), variant, forward)
 
-        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, lr or variant.lr, variant,
+        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, lr or variant.dynamics.lr,
+                          variant,
                           {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),
                           warmup_share=warmup_share)
         model.eval()

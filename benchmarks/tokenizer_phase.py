@@ -1,7 +1,7 @@
 """Benchmark: the tokenizer phase for the same wall time in each stage width, precision, batch size and loss
 variant, then how well the tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a
-number of steps, so this is the comparison that decides the tiny preset's widths, `--tokenizer-precision` and
-`--tokenizer-batch-size`.
+number of steps, so this is the comparison that decides the tiny preset's widths, `--tokenizer.precision` and
+`--tokenizer.batch-size`.
 
     python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
         [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--variants default worst_weight=4 lr=4e-3]
@@ -36,7 +36,7 @@ from dreamworld.model.presets import preset
 from dreamworld.model.tokenizer import TokenizerConfig
 from dreamworld.model.world_model import WorldModel
 from dreamworld.tracking import Tracker
-from dreamworld.train.config import TrainConfig
+from dreamworld.train.config import TokenizerPhase, TrainConfig
 from dreamworld.train.data import load_steps, split_episodes
 from dreamworld.train.phases import run_phase
 from dreamworld.train.trainer import fit_to_dataset, tokenizer_batches
@@ -50,7 +50,7 @@ class Args:
     """wall time of each tokenizer phase"""
     precisions: list[Precision] = field(default_factory=lambda: ["float32", "bfloat16"])
     """precisions to compare"""
-    batch_sizes: list[int] = field(default_factory=lambda: [TrainConfig.tokenizer_batch_size])
+    batch_sizes: list[int] = field(default_factory=lambda: [TokenizerPhase.batch_size])
     """tokenizer batch sizes to compare (frames per step), each with every precision"""
     channels: list[str] = field(default_factory=lambda: [",".join(map(str, preset("tiny").tokenizer.channels))])
     """tokenizer stage widths to compare, each as comma-separated numbers (the tiny preset's by default)"""
@@ -116,20 +116,21 @@ def main(args: Args) -> dict:
     steps = load_steps(ds, train_eps, progress=False)
     held_frames = np.concatenate([ds.episode(i)["frames"][::5] for i in held])[:1024]  # (<= 1024, H, W, 3)
     held_frames_consecutive = ds.episode(held[0])["frames"][:512]  # (<= 512, H, W, 3)
-    cfg = TrainConfig(minutes=args.seconds / 60, tokenizer_share=1.0, checkpoint_seconds=1e9, seed=args.seed)
+    cfg = TrainConfig(minutes=args.seconds / 60, tokenizer=TokenizerPhase(share=1.0), checkpoint_seconds=1e9,
+                      seed=args.seed)
     canvas = torch.randperm(len(steps.frames), generator=torch.Generator().manual_seed(args.seed))
-    canvas_frames = steps.frames[canvas[: cfg.canvas_frames].sort().values.numpy()]  # (canvas_frames, H, W, 3)
+    canvas_frames = steps.frames[canvas[: cfg.tokenizer.canvas_frames].sort().values.numpy()]  # (C, H, W, 3)
     rows = {}
     for widths, precision, batch_size, variant in itertools.product(args.channels, args.precisions, args.batch_sizes,
                                                                     args.variants):
         model_cfg = preset("tiny")
         model_cfg.tokenizer.channels = [int(c) for c in widths.split(",")]
-        model_cfg.tokenizer, lr = apply_variant(model_cfg.tokenizer, variant, cfg.tokenizer_lr)
+        model_cfg.tokenizer, lr = apply_variant(model_cfg.tokenizer, variant, cfg.tokenizer.lr)
         fit_to_dataset(model_cfg, ds, train_eps)
         torch.manual_seed(args.seed)
         model = WorldModel(model_cfg)
         model.tokenizer.fit_canvas(canvas_frames)
-        batch = tokenizer_batches(steps, replace(cfg, tokenizer_batch_size=batch_size),
+        batch = tokenizer_batches(steps, replace(cfg, tokenizer=replace(cfg.tokenizer, batch_size=batch_size)),
                                   torch.Generator().manual_seed(args.seed))
 
         def loss(model=model, batch=batch):

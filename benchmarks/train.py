@@ -5,9 +5,9 @@ random data.
         [--device cpu|cuda] [--no-compile] [--optimizers fused for-loop] [--json benchmarks/results/train_cpu.json]
 
 Frames/s counts frames whose loss is computed per second: tokenizer batch frames, dynamics batch x sequence
-frames. bfloat16 means autocast, as `dreamworld train --precision bfloat16` runs it (it is timed only where the
+frames. bfloat16 means autocast, as `dreamworld train --dynamics.precision bfloat16` runs it (it is timed only where the
 device computes bfloat16 natively). With compiling on (the default), the dynamics step is timed again under
-torch.compile, as `dreamworld train --compile on` runs it, and the first compiled step's time (the compile) is
+torch.compile, as `dreamworld train --dynamics.compile on` runs it, and the first compiled step's time (the compile) is
 reported. Each step updates with `phases.adamw`, the AdamW `dreamworld train` uses (fused); `--optimizers fused
 for-loop` times the for-loop one as well, right after it. Allocator settings (MALLOC_*) and thread count are
 printed and saved.
@@ -82,9 +82,9 @@ def bench_preset(name: str, precision: str, steps: int, device: str = "cpu", com
     train = TrainConfig()
     model = WorldModel(cfg).to(device)
     n, vocab = model.tokenizer.tokens_per_frame, model.tokenizer.vocab_size
-    frames = torch.randint(0, 256, (train.tokenizer_batch_size, 64, 64, 3), dtype=torch.uint8, device=device)
+    frames = torch.randint(0, 256, (train.tokenizer.batch_size, 64, 64, 3), dtype=torch.uint8, device=device)
     fused = None if optimizer == "fused" else False
-    tok_opt = adamw(model.tokenizer.parameters(), train.tokenizer_lr, train, fused)
+    tok_opt = adamw(model.tokenizer.parameters(), train.tokenizer.lr, train, fused)
 
     def tokenizer_step():
         with autocast(precision, device):
@@ -94,12 +94,12 @@ def bench_preset(name: str, precision: str, steps: int, device: str = "cpu", com
         tok_opt.step()
 
     seq = 2 * cfg.dynamics.context_frames
-    B = train.batch_size
+    B = train.dynamics.batch_size
     batch = {"tokens": torch.randint(vocab, (B, seq + 1, n)), "actions": torch.randint(0, 1, (B, seq)),
              "rewards": torch.zeros(B, seq), "ends": torch.zeros(B, seq, dtype=torch.bool),
              "mask": torch.ones(B, seq, dtype=torch.bool)}
     batch = {key: value.to(device) for key, value in batch.items()}
-    dyn_opt = adamw(model.dynamics.parameters(), train.lr, train, fused)
+    dyn_opt = adamw(model.dynamics.parameters(), train.dynamics.lr, train, fused)
 
     def dynamics_step(forward=None):
         with autocast(precision, device):
@@ -122,7 +122,7 @@ def bench_preset(name: str, precision: str, steps: int, device: str = "cpu", com
             "tokens_per_frame": n,
             "dynamics_params": sum(p.numel() for p in model.dynamics.parameters()),
             "tokenizer_params": sum(p.numel() for p in model.tokenizer.parameters()),
-            "tokenizer_frames_per_s": train.tokenizer_batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
+            "tokenizer_frames_per_s": train.tokenizer.batch_size / tok_s, "tokenizer_step_ms": 1000 * tok_s,
             "dynamics_frames_per_s": B * seq / dyn_s, "dynamics_step_ms": 1000 * dyn_s,
             "dynamics_batch": f"{B} x {seq} frames"}
 

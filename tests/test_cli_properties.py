@@ -42,15 +42,13 @@ COMMANDS = {
 }
 
 # What the test holds bad beyond what is bad for every number (negative, huge, NaN, infinite, not a number)
-ZERO_IS_BAD = {"steps", "num_envs", "size", "threads", "batch_size", "termination_batch_size", "outcome_batch_size",
-               "tokenizer_batch_size", "refiner_runs", "refiner_run", "sequence_frames", "log_every", "horizon",
+ZERO_IS_BAD = {"steps", "num_envs", "size", "threads", "batch_size", "sequence_frames", "log_every", "horizon",
                "samples", "closed_loop_steps", "eval_samples", "random_steps", "train_steps", "agent_steps",
                "agent_envs", "episodes", "video_frames", "frames", "scale", "record_scale", "termination_hidden",
-               "refiner_width", "termination_channels", "tokenizer_channels", "dynamics_size", "episode_max_steps",
-               "minutes", "train_minutes", "agent_minutes", "lr", "tokenizer_lr", "refiner_lr", "termination_lr",
-               "outcome_lr", "checkpoint_seconds", "eval_seconds", "grad_clip", "refiner_logits_lr_scale"}
+               "termination_channels", "tokenizer_channels", "dynamics_size", "episode_max_steps", "minutes",
+               "train_minutes", "agent_minutes", "lr", "checkpoint_seconds", "eval_seconds", "grad_clip"}
 ALLOCATES = {"num_envs", "agent_envs", "size", "threads", "scale", "record_scale"}  # 100,000 of them is too many
-SHARES = {"epsilon", "holdout"}  # and every *_share: above 1 is bad
+SHARES = {"epsilon", "holdout", "share"}  # and every *_share: above 1 is bad
 TUPLES = {"size": ["64", "64"], "termination_channels": ["16", "32", "32"], "tokenizer_channels": ["32", "64", "128"],
           "dynamics_size": ["128", "2", "2"]}  # good values; one item goes bad
 OUT_DIRS, IN_DIRS, OUT_FILES = {"out", "save_to", "recordings"}, {"data", "checkpoint", "agent"}, {"record",
@@ -61,14 +59,16 @@ FLOAT_JUNK = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e400", "-1e400"
 
 def _flags(cls, prefix=""):
     """(flag, field name, type) of every field of the dataclass `cls` that takes a value: nested dataclasses are
-    walked (with their prefix unless tyro.conf.OmitArgPrefixes), booleans and choices left out."""
+    walked (with their prefix unless tyro.conf.OmitArgPrefixes or tyro.conf.arg(name="")), booleans and choices
+    left out."""
     import tyro
 
     hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         hint, omit = hints[f.name], False
         if typing.get_origin(hint) is typing.Annotated:
-            omit = any(m is tyro.conf.OmitArgPrefixes for m in typing.get_args(hint)[1:])
+            omit = any(m is tyro.conf.OmitArgPrefixes or getattr(m, "name", None) == ""
+                       for m in typing.get_args(hint)[1:])
             hint = typing.get_args(hint)[0]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:

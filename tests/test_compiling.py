@@ -47,6 +47,6 @@ def test_auto_compiles_long_phases_only():
 def test_compile_on_without_a_compiler_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no g++, c++ or clang++
     assert "install g++" in compiler_missing("cpu")
-    with pytest.raises(RuntimeError, match="install g\\+\\+.*--compile off"):
+    with pytest.raises(RuntimeError, match="install g\\+\\+.*--dynamics.compile off"):
         should_compile("on", "cpu", 10, None)
     assert not should_compile("auto", "cpu", None, 3600)  # auto trains eagerly instead

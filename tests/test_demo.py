@@ -29,24 +29,25 @@ def test_quick_demo_writes_the_report(tmp_path, capsys):
     assert again["real_steps"] == 1200 and again["world_model"] == {}  # the finished world model is reused
 
 
-def test_train_or_resume_reads_rewards_off_the_frames_when_asked(tmp_path):
-    """scripts/make_worlds.py --rewards-frames-games trains through it: the termination CNN gains its reward head."""
+def test_train_or_resume_builds_the_model_asked_for_and_reuses_a_finished_one(tmp_path):
+    """A model that reads terminations off its tokens trains without the termination CNN's phase; once finished,
+    the same call reuses it."""
     from dreamworld import checkpoint as ckpt
     from dreamworld.envs import collect
     from dreamworld.jobs.demo import train_or_resume
     from dreamworld.model.presets import ModelOptions
-    from dreamworld.train.config import TrainConfig
+    from dreamworld.train.config import DynamicsPhase, TerminationPhase, TokenizerPhase, TrainConfig
 
     data = tmp_path / "catch"
     collect("Catch", data, 400, policy="mixed", seed=0, num_envs=2, progress=False)
-    cfg = TrainConfig(steps=8, tokenizer_batch_size=2, batch_size=2, termination_batch_size=8, warmup_steps=1,
-                      holdout=0.0)
-    for rewards_frames in (True, False):
-        run = tmp_path / f"run_{rewards_frames}"
-        options = ModelOptions(rewards="frames" if rewards_frames else "tokens")
-        summary = train_or_resume(data, run, cfg, "disabled", options)
-        assert ("outcome" in summary) is not rewards_frames  # nothing reads the dynamics' reward head then
-        assert (ckpt.load(run).termination.reward_head is not None) is rewards_frames
+    cfg = TrainConfig(steps=8, tokenizer=TokenizerPhase(batch_size=2), termination=TerminationPhase(batch_size=8),
+                      dynamics=DynamicsPhase(batch_size=2), warmup_steps=1, holdout=0.0)
+    for termination in ("frames", "tokens"):
+        run = tmp_path / f"run_{termination}"
+        summary = train_or_resume(data, run, cfg, "disabled", ModelOptions(termination=termination))
+        assert ("termination" in summary) is (termination == "frames")
+        model = ckpt.load(run)
+        assert (model.termination is None) is (model.dynamics.end_head is not None) is (termination == "tokens")
         assert train_or_resume(data, run, cfg, "disabled") == {}  # finished: reused
 
 

@@ -59,9 +59,9 @@ def test_two_cpu_ranks_train_one_model(tmp_path):
     script.write_text(KEEP_RANKS)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", str(script), "train", "--data", str(data), "--out", str(run),
-           "--wandb", "disabled", "--steps", "40", "--tokenizer-batch-size", "4", "--batch-size", "2",
-           "--sequence-frames", "8", "--tokenizer-share", "0.32", "--outcome-share", "0.08", "--warmup-steps", "3",
-           "--log-every", "4", "--holdout", "0.34", "--eval-samples", "4", "--canvas-frames", "64"]
+           "--wandb", "disabled", "--steps", "40", "--tokenizer.batch-size", "4", "--dynamics.batch-size", "2",
+           "--dynamics.sequence-frames", "8", "--tokenizer.share", "0.32", "--outcome.share", "0.08", "--warmup-steps",
+           "3", "--log-every", "4", "--holdout", "0.34", "--eval-samples", "4", "--tokenizer.canvas-frames", "64"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

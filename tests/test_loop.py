@@ -54,9 +54,9 @@ def test_loop_end_to_end(tmp_path):
 
 
 def test_loop_resumes_after_sigkill(tmp_path):
-    """Killed mid-iteration, the loop continues; it takes train's model options (here --rewards frames)."""
+    """Killed mid-iteration, the loop continues; it takes train's model options (here --termination tokens)."""
     out = tmp_path / "loop"
-    cmd = _loop(out, 240, 80, "--final-episodes", "0", "--rewards", "frames")
+    cmd = _loop(out, 240, 80, "--final-episodes", "0", "--termination", "tokens")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, killed_in = time.time() + 120, None
     while time.time() < deadline and proc.poll() is None:
@@ -74,7 +74,7 @@ def test_loop_resumes_after_sigkill(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     _check_finished(out, 240, 3)
-    assert ckpt.load(out / "world_model").termination.reward_head is not None  # the CNN reads the rewards
+    assert ckpt.load(out / "world_model").termination is None  # the dynamics' end head reads the endings
 
 
 def test_loop_refuses_model_options_its_world_model_was_not_built_with(tmp_path):
@@ -85,7 +85,8 @@ def test_loop_refuses_model_options_its_world_model_was_not_built_with(tmp_path)
     from dreamworld.model.presets import ModelOptions
 
     out = tmp_path / "loop"
-    make_run(out / "world_model")  # a toy model: no refiner
-    with pytest.raises(ValueError, match=r"refiner False \(asked: True\).*run the loop with the model options"):
-        loop("Bricks", str(out), LoopConfig(model=ModelOptions(refiner=True)), wandb="disabled", progress=False)
+    make_run(out / "world_model")  # a toy model: a termination CNN
+    with pytest.raises(ValueError, match=r"termination 'frames' \(asked: 'tokens'\).*run the loop with the model"):
+        loop("Bricks", str(out), LoopConfig(model=ModelOptions(termination="tokens")), wandb="disabled",
+             progress=False)
     assert not (out / "data").exists()

@@ -1,6 +1,7 @@
 """The outcome phase: states of the frozen dynamics, event-rich batches, and a loss that trains only the heads."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from toy_models import toy_config
 
 from dreamworld.envs import EpisodeDataset, collect, space_to_json
 from dreamworld.model.world_model import WorldModel
-from dreamworld.train.config import TrainConfig
+from dreamworld.train.config import DynamicsPhase, OutcomePhase, TokenizerPhase, TrainConfig
 from dreamworld.train.data import load_steps
 from dreamworld.train.outcome import OutcomeStates, outcome_heads, outcome_loss
 from dreamworld.train.trainer import encode_frames, train
@@ -87,11 +88,14 @@ def test_the_loss_trains_the_heads_and_leaves_the_transformer(toy):
 
 def test_a_share_of_zero_skips_the_phase_and_bad_shares_are_refused(toy, tmp_path):
     model, _, _, data = toy
-    fast = {"tokenizer_batch_size": 4, "batch_size": 2, "warmup_steps": 2, "holdout": 0.0, "canvas_frames": 0}
+    fast = {"dynamics": DynamicsPhase(batch_size=2), "warmup_steps": 2, "holdout": 0.0}
+    tokenizer = TokenizerPhase(batch_size=4, canvas_frames=0)
     summary = train(str(data), str(tmp_path / "run"), copy.deepcopy(model.cfg),
-                    TrainConfig(steps=10, outcome_share=0.0, **fast), wandb="disabled")
+                    TrainConfig(steps=10, tokenizer=tokenizer, outcome=OutcomePhase(share=0.0), **fast),
+                    wandb="disabled")
     assert "outcome" not in summary and "dynamics" in summary
     assert torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)["phase"] == "done"
     with pytest.raises(ValueError, match="leave the dynamics no time"):
         train(str(data), str(tmp_path / "bad"), copy.deepcopy(model.cfg),
-              TrainConfig(steps=10, tokenizer_share=0.6, outcome_share=0.5, **fast), wandb="disabled")
+              TrainConfig(steps=10, tokenizer=replace(tokenizer, share=0.6), outcome=OutcomePhase(share=0.5), **fast),
+              wandb="disabled")

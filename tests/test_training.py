@@ -19,12 +19,16 @@ from toy_models import toy_config
 
 from dreamworld.checkpoint import load
 from dreamworld.envs import collect
-from dreamworld.train.config import TrainConfig
+from dreamworld.train.config import DynamicsPhase, OutcomePhase, TerminationPhase, TokenizerPhase, TrainConfig
 from dreamworld.train.phases import TrainingDiverged, adamw, lr_scale
 from dreamworld.train.trainer import train
 
-FAST = {"tokenizer_batch_size": 8, "batch_size": 8, "log_every": 5, "warmup_steps": 5, "holdout": 0.34,
-        "eval_samples": 8}
+
+def fast(steps: int, tokenizer: dict | None = None, dynamics: dict | None = None, **others) -> TrainConfig:
+    """A short run's TrainConfig: batches of 8, `steps` steps, and the phase settings and others given."""
+    return TrainConfig(steps=steps, tokenizer=TokenizerPhase(**{"batch_size": 8} | (tokenizer or {})),
+                       dynamics=DynamicsPhase(**{"batch_size": 8} | (dynamics or {})),
+                       **{"log_every": 5, "warmup_steps": 5, "holdout": 0.34, "eval_samples": 8} | others)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +50,8 @@ def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
     cfg = _toy_cfg(catch_data)
     cfg.tokenizer.worst_pixels = 0  # the worst-pixels term keeps a toy tokenizer's loss far from zero
     summary = train(str(catch_data), str(tmp_path / "run"), cfg,
-                    TrainConfig(steps=300, tokenizer_share=0.5, termination_share=0.1, lr=3e-3, canvas_frames=0,
-                                **FAST), wandb="disabled")
+                    fast(300, tokenizer={"share": 0.5, "canvas_frames": 0}, dynamics={"lr": 3e-3},
+                         termination=TerminationPhase(share=0.1)), wandb="disabled")
     for phase in ("tokenizer", "termination", "dynamics"):
         assert summary[phase]["final_loss"] < 0.5 * summary[phase]["first_loss"], summary[phase]
     model = load(tmp_path / "run")
@@ -57,7 +61,7 @@ def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
     assert metrics["psnr"]["1"] > 21  # Catch's flat background colour alone scores 20.6 dB, an untrained model ~7
     assert abs(metrics["psnr"]["1"] - metrics["reconstruction_psnr"]) < 2  # one step ahead, as sharp as the tokenizer
     with pytest.raises(ValueError, match="already holds a checkpoint: pass --resume"):  # never trains over a run
-        train(str(catch_data), str(tmp_path / "run"), cfg, TrainConfig(steps=300, **FAST), wandb="disabled")
+        train(str(catch_data), str(tmp_path / "run"), cfg, fast(300), wandb="disabled")
     assert all(torch.equal(a, b) for a, b in zip(load(tmp_path / "run").state_dict().values(),
                                                   model.state_dict().values(), strict=True))
 
@@ -65,15 +69,15 @@ def test_overfitting_a_tiny_dataset(catch_data, tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(catch_data, tmp_path):
     with pytest.raises(TrainingDiverged, match="last good checkpoint is kept"):
         train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data),
-              TrainConfig(steps=200, tokenizer_lr=1e9, warmup_steps=1, **{k: v for k, v in FAST.items()
-                          if k != "warmup_steps"}), wandb="disabled")
+              fast(200, tokenizer={"lr": 1e9}, warmup_steps=1), wandb="disabled")
     model = load(tmp_path / "run")  # the checkpoint written before the blow-up
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def _train_cmd(data, run, *extra):
     return [sys.executable, "-m", "dreamworld", "train", "--data", str(data), "--out", str(run), "--wandb",
-            "disabled", "--tokenizer-batch-size", "4", "--batch-size", "4", "--holdout", "0.34", "--eval-samples", "4",
+            "disabled", "--tokenizer.batch-size", "4", "--dynamics.batch-size", "4", "--holdout", "0.34",
+            "--eval-samples", "4",
             *extra]
 
 
@@ -107,17 +111,15 @@ def test_sigkill_then_resume_continues(catch_data, tmp_path):
     load(run)
 
 
-def test_the_termination_cnns_size_and_reward_head_come_from_the_command_line(catch_data, tmp_path):
+def test_the_termination_cnns_size_comes_from_the_command_line(catch_data, tmp_path):
     from dreamworld.cli.main import main
 
     run = tmp_path / "run"
     main(["train", "--data", str(catch_data), "--out", str(run), "--wandb", "disabled", "--steps", "4",
-          "--tokenizer-batch-size", "2", "--batch-size", "2", "--termination-batch-size", "4", "--holdout", "0.34",
-          "--eval-samples", "2", "--rewards", "frames", "--termination-channels", "8", "8", "8",
-          "--termination-hidden", "16"])
+          "--tokenizer.batch-size", "2", "--dynamics.batch-size", "2", "--termination.batch-size", "4", "--holdout",
+          "0.34", "--eval-samples", "2", "--termination-channels", "8", "8", "8", "--termination-hidden", "16"])
     cnn = load(run).termination
-    assert cnn.cfg.channels == [8, 8, 8] and cnn.cfg.hidden == 16 and cnn.reward_head.in_features == 16
-    assert cnn.end_head.in_features == 16
+    assert cnn.cfg.channels == [8, 8, 8] and cnn.cfg.hidden == 16 and cnn.end_head.in_features == 16
 
 
 def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tmp_path):
@@ -129,7 +131,7 @@ def test_resume_without_a_run_and_training_over_a_run_are_refused(catch_data, tm
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
 def test_wandb_offline_run_records_metrics(catch_data, tmp_path):
     train(str(catch_data), str(tmp_path / "run"), _toy_cfg(catch_data),
-          TrainConfig(steps=60, termination_share=0.1, **FAST), wandb="offline")
+          fast(60, termination=TerminationPhase(share=0.1)), wandb="offline")
     import wandb
 
     wandb.teardown()  # run.finish() can return before wandb's service has written the log out; this waits for it
@@ -214,7 +216,8 @@ def test_no_held_out_score_in_the_last_eval_seconds_of_a_timed_phase(tmp_path, m
         return sum(p.square().sum() for p in params), {}
 
     scored = []
-    cfg = TrainConfig(minutes=20 / 60 / 0.1, termination_share=0.1, eval_seconds=5, checkpoint_seconds=1e9)  # 20 s
+    cfg = TrainConfig(minutes=20 / 60 / 0.1, termination=TerminationPhase(share=0.1), eval_seconds=5,
+                      checkpoint_seconds=1e9)  # 20 s
     summary = phases.run_phase("termination", model, params, loss, 1e-3, cfg, {"global_step": 0}, lambda _: None,
                                Tracker("disabled", tmp_path, {}, job="test"), on_eval=scored.append)
     assert summary["steps"] == 20
@@ -230,7 +233,7 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     from dreamworld.tracking import Tracker
     from dreamworld.train.phases import RunClock, phase_end, run_phase
 
-    cfg = TrainConfig(minutes=10, outcome_share=0.08)
+    cfg = TrainConfig(minutes=10, outcome=OutcomePhase(share=0.08))
     assert [phase_end(cfg, p) for p in ("tokenizer", "termination", "dynamics", "outcome")] == pytest.approx(
         [None, None, 552, 600])
     assert phase_end(TrainConfig(steps=100), "dynamics") is None  # a budget of steps only: no clock
@@ -262,39 +265,26 @@ def test_time_spent_between_phases_comes_out_of_the_budget(tmp_path, capsys):
     assert resumed["seconds"] < 0.48
 
 
-def test_rewards_off_frames_need_the_termination_cnn(tmp_path):
-    from dreamworld.cli.model import TrainArgs, run_train
-    from dreamworld.model.presets import ModelOptions
-
-    with pytest.raises(ValueError, match="--termination frames"):
-        run_train(TrainArgs(data=str(tmp_path), out=str(tmp_path / "run"),
-                            model=ModelOptions(termination="tokens", rewards="frames")))
-
-
 def test_model_options_build_what_they_name():
     """`train` and `loop` build their models from ModelOptions: each option lands in the config it names."""
     from dreamworld.model.presets import ModelOptions
 
     plain = ModelOptions().config()
-    assert plain.preset == "tiny" and plain.refiner is None and not plain.termination.rewards
-    cfg = ModelOptions(preset="small", rewards="frames", termination_channels=(8, 16), termination_hidden=32,
-                       refiner=True, tokenizer_encoder="patches").config()
-    assert cfg.preset == "small" and cfg.refiner is not None and cfg.tokenizer.encoder == "patches"
-    assert (cfg.termination.rewards, cfg.termination.channels, cfg.termination.hidden) == (True, [8, 16], 32)
+    assert plain.preset == "tiny" and plain.termination is not None
+    cfg = ModelOptions(preset="small", termination_channels=(8, 16), termination_hidden=32,
+                       tokenizer_encoder="patches").config()
+    assert cfg.preset == "small" and cfg.tokenizer.encoder == "patches"
+    assert (cfg.termination.channels, cfg.termination.hidden) == ([8, 16], 32)
     assert ModelOptions(termination="tokens").config().termination is None
-    assert ModelOptions(rewards="frames").differences(cfg) == [
+    assert ModelOptions().differences(cfg) == [
         "preset 'small' (asked: 'tiny')", "termination_channels [8, 16] (asked: [16, 32, 32])",
-        "termination_hidden 32 (asked: 128)", "refiner True (asked: False)", "refiner_width 16 (asked: None)",
-        "dynamics_size [384, 6, 6] (asked: [128, 2, 2])"]
+        "termination_hidden 32 (asked: 128)", "dynamics_size [384, 6, 6] (asked: [128, 2, 2])"]
     assert ModelOptions().differences(plain) == []
     assert ModelOptions(tokenizer_channels=(16, 32, 64)).config().tokenizer.channels == [16, 32, 64]
     assert ModelOptions().differences(ModelOptions(tokenizer_channels=(16, 32, 64)).config()) == [
         "tokenizer_channels [16, 32, 64] (asked: [32, 64, 128])"]
     assert ModelOptions().differences(ModelOptions(tokenizer_encoder="frame").config()) == [
         "tokenizer_encoder 'frame' (asked: 'patches')"]
-    assert ModelOptions(refiner=True, refiner_width=32).config().refiner.width == 32
-    assert ModelOptions(refiner=True).differences(ModelOptions(refiner=True, refiner_width=32).config()) == [
-        "refiner_width 32 (asked: 16)"]
     dyn = ModelOptions(dynamics_size=(256, 4, 4)).config().dynamics
     assert (dyn.d_model, dyn.n_layers, dyn.n_heads) == (256, 4, 4)
     assert ModelOptions().differences(ModelOptions(dynamics_size=(256, 4, 4)).config()) == [
@@ -302,23 +292,10 @@ def test_model_options_build_what_they_name():
     for size in ((96, 2, 2), (128, 0, 2), (128, 2, 0)):  # a head width of 48; no layers; no heads
         with pytest.raises(ValueError, match="--dynamics-size .* WIDTH / HEADS one of 16, 32, 64, 128"):
             ModelOptions(dynamics_size=size).config()
-    for width in (8, 0):  # a width without a refiner, and a width of nothing, are refused
-        with pytest.raises(ValueError, match="--refiner-width .* positive channel count and needs --refiner"):
-            ModelOptions(refiner=width == 0, refiner_width=width).config()
     with pytest.raises(ValueError, match="needs 3 widths for the tiny preset"):
         ModelOptions(tokenizer_channels=(16, 32)).config()
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         ModelOptions(preset="huge").config()
-
-
-def test_with_rewards_off_frames_the_outcome_phase_gives_its_share_to_the_dynamics(catch_data, tmp_path):
-    cfg = _toy_cfg(catch_data)
-    cfg.termination.rewards = True
-    train_cfg = TrainConfig(steps=60, tokenizer_share=0.3, termination_share=0.1, outcome_share=0.2, **FAST)
-    summary = train(str(catch_data), str(tmp_path / "run"), cfg, train_cfg, wandb="disabled")
-    assert "outcome" not in summary  # it would retrain the dynamics' reward head, which nothing reads then
-    assert summary["dynamics"]["steps"] == 60 - 18 - 6
-    assert load(tmp_path / "run").termination.reward_head is not None
 
 
 def test_the_warmup_ends_at_its_share_of_a_phase_that_gets_few_steps():
@@ -356,28 +333,39 @@ def test_every_phase_updates_with_a_fused_adamw_where_the_device_has_one():
 
 
 def test_every_train_option_on_the_command_line_reaches_train(monkeypatch, tmp_path):
-    """`dreamworld train` with every TrainConfig field set away from its default hands train() exactly those
-    values."""
+    """`dreamworld train` with every TrainConfig field, each phase's included (--tokenizer.lr, ...), set away from
+    its default hands train() exactly those values."""
     import dataclasses
     from typing import get_args, get_type_hints
 
     from dreamworld.cli import main as cli_main
 
-    hints, given = get_type_hints(TrainConfig), {}
-    for field in dataclasses.fields(TrainConfig):
-        default = field.default
-        if field.name == "device":
-            continue  # cuda needs a GPU
-        if isinstance(default, bool):
-            given[field.name] = not default
-        elif isinstance(default, str):
-            given[field.name] = next(c for c in get_args(hints[field.name]) if c != default)
-        elif default is None:
-            given[field.name] = {"minutes": 2.5, "steps": 7, "sequence_frames": 4}[field.name]
-        elif isinstance(default, int):
-            given[field.name] = default + 1
-        else:
-            given[field.name] = default / 2 if default else 0.25
+    def changed(config, prefix: str = "") -> tuple[dict, list[str]]:
+        """(the config's fields set away from their defaults, as replace() takes them; the flags that set them)"""
+        hints, values, argv = get_type_hints(type(config)), {}, []
+        for field in dataclasses.fields(config):
+            default, flag = getattr(config, field.name), f"--{prefix}{field.name.replace('_', '-')}"
+            if dataclasses.is_dataclass(default):
+                inner, inner_argv = changed(default, f"{prefix}{field.name}.")
+                values[field.name], argv = dataclasses.replace(default, **inner), argv + inner_argv
+                continue
+            if field.name == "device":
+                continue  # cuda needs a GPU
+            if isinstance(default, bool):
+                value = not default
+            elif isinstance(default, str):
+                value = next(c for c in get_args(hints[field.name]) if c != default)
+            elif default is None:
+                value = {"minutes": 2.5, "steps": 7, "sequence_frames": 4}[field.name]
+            elif isinstance(default, int):
+                value = default + 1
+            else:
+                value = default / 2 if default else 0.25
+            values[field.name] = value
+            argv += [flag, str(value)] if not isinstance(value, bool) else [flag if value else f"--no-{flag[2:]}"]
+        return values, argv
+
+    given, flags = changed(TrainConfig())
     seen = {}
 
     def fake_train(data, out, model_cfg, cfg, **kwargs):
@@ -386,12 +374,8 @@ def test_every_train_option_on_the_command_line_reaches_train(monkeypatch, tmp_p
 
     monkeypatch.setattr("dreamworld.train.trainer.train", fake_train)
     (tmp_path / "data").mkdir()
-    argv = ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
-    for name, value in given.items():
-        argv += [f"--{name.replace('_', '-')}", str(value)] if not isinstance(value, bool) else \
-                [f"--{'' if value else 'no-'}{name.replace('_', '-')}"]
     with pytest.raises((KeyboardInterrupt, SystemExit)):
-        cli_main.main(argv)
+        cli_main.main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *flags])
     assert "cfg" in seen, "train() was not called"
     assert seen["cfg"] == dataclasses.replace(TrainConfig(), **given)
-    assert len(given) >= 45
+    assert sum(flag.startswith("--") for flag in flags) >= 35

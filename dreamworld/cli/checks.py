@@ -21,31 +21,27 @@ MAX_FLOAT = 1e9
 """No rate, weight, budget or duration of dreamworld's goes past this."""
 
 AT_LEAST_ONE = {
-    "steps", "num_envs", "batch_size", "termination_batch_size", "outcome_batch_size", "tokenizer_batch_size",
-    "refiner_runs", "refiner_run", "sequence_frames", "log_every", "horizon", "samples", "closed_loop_steps",
+    "steps", "num_envs", "batch_size", "sequence_frames", "log_every", "horizon", "samples", "closed_loop_steps",
     "eval_samples", "real_steps", "steps_per_iteration", "collect_envs", "train_steps", "agent_steps", "agent_envs",
     "random_steps", "episodes", "episode_max_steps", "video_frames", "frames", "scale", "record_scale", "threads",
-    "termination_hidden", "refiner_width", "max_episode_steps", "eval_every", "eval_max_steps", "num_steps",
+    "termination_hidden", "max_episode_steps", "eval_every", "eval_max_steps", "num_steps",
     "num_minibatches", "update_epochs", "size", "termination_channels", "tokenizer_channels", "dynamics_size",
 }
 """Int flags that count something that must be there at least once (others may be 0)."""
 
 CAPS = {"num_envs": 4096, "collect_envs": 4096, "agent_envs": 4096, "threads": 1024, "size": 4096, "scale": 64,
         "record_scale": 64, "termination_channels": 65536, "tokenizer_channels": 65536, "dynamics_size": 65536,
-        "termination_hidden": 65536, "refiner_width": 65536, "fps": 1000}
+        "termination_hidden": 65536, "fps": 1000}
 """Upper bounds of the ints that allocate per unit (envs, pixels, channels, threads) or pace a window."""
 
 SHARE = (0.0, 1.0, False)
 POSITIVE = (0.0, MAX_FLOAT, True)
 FLOATS = {
-    **dict.fromkeys(["epsilon", "tokenizer_share", "refiner_share", "termination_share", "outcome_share",
-                     "termination_real_share", "termination_reward_share", "outcome_event_share", "end_share",
-                     "dynamics_warmup_share", "tokenizer_end_share", "gamma", "lam", "gae_lambda", "slow_critic",
-                     "return_decay"], SHARE),
+    **dict.fromkeys(["epsilon", "share", "event_share", "end_share", "warmup_share", "gamma", "lam", "gae_lambda",
+                     "slow_critic", "return_decay"], SHARE),
     "holdout": (0.0, 0.99, False),
-    **dict.fromkeys(["minutes", "train_minutes", "agent_minutes", "lr", "tokenizer_lr", "refiner_lr",
-                     "termination_lr", "outcome_lr", "actor_lr", "critic_lr", "checkpoint_seconds", "eval_seconds",
-                     "grad_clip", "max_grad_norm", "refiner_logits_lr_scale"], POSITIVE),
+    **dict.fromkeys(["minutes", "train_minutes", "agent_minutes", "lr", "actor_lr", "critic_lr",
+                     "checkpoint_seconds", "eval_seconds", "grad_clip", "max_grad_norm"], POSITIVE),
     "temperature": (0.0, 100.0, False),
     "rewind_seconds": (0.0, 3600.0, False),
 }
@@ -71,8 +67,9 @@ def _flag(prefix: str, name: str) -> str:
 
 def _omits_prefix(field: dataclasses.Field) -> bool:
     """Whether tyro gives the nested dataclass in `field` no prefix (its annotation, a string under postponed
-    evaluation, names tyro.conf.OmitArgPrefixes)."""
-    return "OmitArgPrefixes" in str(field.type)
+    evaluation, names tyro.conf.OmitArgPrefixes or renames the field to nothing, tyro.conf.arg(name=""))."""
+    annotation = str(field.type)
+    return "OmitArgPrefixes" in annotation or 'arg(name="")' in annotation
 
 
 def _fields(obj, prefix: str = ""):

@@ -15,7 +15,7 @@ from dreamworld.train.config import TrainConfig
 
 @dataclass
 class TrainArgs:
-    """Train a world model (tokenizer, then refiner, termination model, dynamics and outcome heads) on a dataset."""
+    """Train a world model (tokenizer, then termination model, dynamics and outcome heads) on a dataset."""
 
     data: str
     """dataset directory (from dreamworld collect)"""
@@ -29,8 +29,8 @@ class TrainArgs:
     """experiment tracking: offline writes a local wandb run (sync later), online needs network"""
     threads: int | None = None
     """CPU threads for torch (default: torch's choice)"""
-    train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=TrainConfig)
-    """optimisation settings"""
+    train: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    """optimisation settings: the budget (--minutes), each phase's (--tokenizer.lr, --dynamics.batch-size, ...)"""
 
 
 @dataclass
@@ -79,7 +79,7 @@ def run_train(args: TrainArgs) -> None:
     rows = {"run": args.out, "train episodes / held out": f"{summary['train_episodes']} / "
             f"{summary['heldout_episodes']}", "train seconds": f"{summary['train_seconds']:.0f}",
             "precision": summary["precision"]}
-    for phase in ("tokenizer", "refiner", "termination", "dynamics", "outcome"):
+    for phase in ("tokenizer", "termination", "dynamics", "outcome"):
         if phase in summary:
             s = summary[phase]
             rows[f"{phase} steps"] = s["steps"]
@@ -100,8 +100,6 @@ def _metric_rows(metrics: dict | None) -> dict:
             for h in metrics["psnr"]}
     rows |= {f"SSIM h={h}": f"{metrics['ssim'][h]:.3f}" for h in metrics["ssim"]}
     rows["reconstruction PSNR"] = f"{metrics['reconstruction_psnr']:.2f}"
-    if "chain_reconstruction_psnr" in metrics:
-        rows["reconstruction PSNR, whole episodes drawn in a chain"] = f"{metrics['chain_reconstruction_psnr']:.2f}"
     for k in ("reward_f1", "termination_f1"):
         rows[k] = "n/a (no events)" if metrics[k] is None else f"{metrics[k]:.3f}"
     rows["rollouts x horizon"] = f"{metrics['rollouts']} x {metrics['horizon']}"

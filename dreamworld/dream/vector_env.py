@@ -3,9 +3,9 @@
 Every step feeds all N current frames and actions through the dynamics transformer at once (its sliding KV
 cache keeps the cost and memory of a step flat), samples the next frames' tokens and decodes them to pixels in
 one call too (with `obs_type="latent"` it returns the FSQ codes; it decodes them anyway when the world model
-reads terminations off the drawn frames, termination.py, or draws each frame over the last, refiner.py, and skips
-the decoder when it does neither). With `obs_type="objects"` the decoded frames of a built-in game are read by its
-frame parser into object vectors (envs/games/object_vector.py), as `ObjectObservation` reads the real game's.
+reads terminations off the drawn frames, termination.py, and skips the decoder when it does not). With
+`obs_type="objects"` the decoded frames of a built-in game are read by its frame parser into object vectors
+(envs/games/object_vector.py), as `ObjectObservation` reads the real game's.
 
 Per-dream resets inside the batch. The cache is a list of (N, heads, L, head_dim) tensors shared by the batch,
 with one frame counter (the rotary position of the next frame). Every dream starts from a full context of
@@ -97,7 +97,7 @@ class DreamVectorEnv(VectorEnv):
     checkpoint: run directory (config.json + model.safetensors [+ starts.safetensors]);
     data: episode dataset to draw start contexts from (default: starts.safetensors of the checkpoint);
     obs_type: "pixels" (uint8 (H, W, 3) frames) or "latent" (float32 (N, dims) FSQ codes of the frame's N tokens,
-    row-major over the token grid, in [-1, 1]; pixels are decoded only for a termination CNN, a refiner or
+    row-major over the token grid, in [-1, 1]; pixels are decoded only for a termination CNN or
     rendering) or "objects" (float32 object vectors of a built-in game's decoded frames, `object_space(env_id)`;
     a dream's first vector has the moves since the frame before in its real start context);
     temperature: sampling temperature of the next frame's tokens, 0 for the most likely ones (default 1.0, the

@@ -20,10 +20,10 @@ from dreamworld.envs.games.objects import parser
 from dreamworld.evaluate.metrics import carried_sprites, merge_counts, moving_psnr, object_counts, object_scores
 from dreamworld.io import atomic_path, write_json
 from dreamworld.media import side_by_side
-from dreamworld.model.tokenizer import PSNR_CAP_DB, pixels, psnr
+from dreamworld.model.tokenizer import PSNR_CAP_DB, psnr
 from dreamworld.model.world_model import WorldModel
 from dreamworld.tracking import Tracker
-from dreamworld.train.data import Steps, frames_before
+from dreamworld.train.data import Steps
 
 HORIZON_KEYS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -174,8 +174,6 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
     if parse is not None:
         metrics["reconstruction_objects"] = object_scores(object_counts([parse(f) for f in real_frames],
                                                                         [parse(f) for f in drawn.numpy()]))
-    if model.refiner is not None:
-        metrics["chain_reconstruction_psnr"] = chain_reconstruction_psnr(model, ds, episodes)
     metrics.update({"episodes": len(episodes), "frames": len(starts) * horizon, "rollouts": len(starts),
                     "horizon": horizon, "context_frames": context})
     return metrics, examples
@@ -185,14 +183,9 @@ def fidelity(model: WorldModel, ds: EpisodeDataset, episodes: list[int], horizon
 def reconstruction_frames(model: WorldModel, ds: EpisodeDataset, episodes: list[int], every: int = 7,
                           frames: int = 512) -> tuple[torch.Tensor, np.ndarray]:
     """The model's drawings of every `every`-th frame after the first of `episodes` (at most `frames` of them)
-    from their own tokens, and those real frames: uint8 (F, H, W, 3) each; with a refiner, each is drawn over the
-    real frame before it (a dream's next frame after a right one)."""
+    from their own tokens, and those real frames: uint8 (F, H, W, 3) each."""
     after = np.concatenate([ds.episode(i)["frames"][1::every] for i in episodes])[:frames]  # (F, H, W, 3)
-    before = np.concatenate([ds.episode(i)["frames"][:-1:every] for i in episodes])[:frames]
-    actions = np.concatenate([ds.episode(i)["actions"][::every] for i in episodes])[:frames]  # (F, ...) between
-    drawn = [model.tokenizer.to_uint8(model.draw(model.encode(torch.from_numpy(after[i : i + 128])),
-                                                 pixels(torch.from_numpy(before[i : i + 128])),
-                                                 actions[i : i + 128])).cpu()
+    drawn = [model.tokenizer.decode_uint8(model.encode(torch.from_numpy(after[i : i + 128]))).cpu()
              for i in range(0, len(after), 128)]  # each (b, H, W, 3)
     return torch.cat(drawn), after
 
@@ -201,38 +194,16 @@ def reconstruction_frames(model: WorldModel, ds: EpisodeDataset, episodes: list[
 def reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[int], every: int = 7,
                         frames: int = 512) -> float:
     """PSNR of the model's drawings of every `every`-th frame after the first of `episodes` (at most `frames` of
-    them) from their own tokens; with a refiner, each is drawn over the real frame before it (a dream's next
-    frame after a right one)."""
+    them) from their own tokens."""
     return psnr(*reconstruction_frames(model, ds, episodes, every, frames))
-
-
-@torch.no_grad()
-def chain_reconstruction_psnr(model: WorldModel, ds: EpisodeDataset, episodes: list[int],
-                              frames: int = 512) -> float:
-    """For a refiner: PSNR of whole episodes (at most `frames` frames in all) each drawn from its own tokens over
-    the drawing before, from the real first frame on, as a dream that dreamed every token right would draw them."""
-    real, drawn = [], []
-    for i in episodes:
-        ep = ds.episode(i)
-        episode = torch.from_numpy(ep["frames"][: frames + 1])  # (S + 1, H, W, 3)
-        tokens, previous = model.encode(episode[1:]), pixels(episode[:1])  # (S, N), (1, 3, H, W)
-        for t in range(len(tokens)):
-            previous = model.draw(tokens[t : t + 1], previous, ep["actions"][t : t + 1])  # (1, 3, H, W)
-            drawn.append(previous)
-        real.append(episode[1:])
-        frames -= len(tokens)
-        if frames <= 0:
-            break
-    return psnr(model.tokenizer.to_uint8(torch.cat(drawn)).cpu(), torch.cat(real))
 
 
 @torch.no_grad()
 def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> dict:
     """Reward and termination F1 over every step of `episodes`, read as in a dream but from real frames: rewards
     (and terminations, without a termination CNN) by the dynamics' outcome head from the real context and the next
-    frame's tokens, terminations (and rewards, when it reads them) by the termination CNN from the drawings of the
-    frames before and after each step (with a refiner, each drawn over the real frame before it). A reward event
-    is a nonzero reward; it counts as found when the predicted sign matches."""
+    frame's tokens, terminations by the termination CNN from the tokenizer's drawings of the frames before and
+    after each step. A reward event is a nonzero reward; it counts as found when the predicted sign matches."""
     T = 4 * model.cfg.dynamics.context_frames
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for i in episodes:
@@ -240,20 +211,13 @@ def head_scores(model: WorldModel, ds: EpisodeDataset, episodes: list[int]) -> d
         frames = torch.from_numpy(ep["frames"])  # (S+1, H, W, 3)
         tokens = model.encode(frames)  # (S+1, N)
         actions = model.actions_tensor(ep["actions"])
-        starts = torch.zeros(len(frames), dtype=torch.long)  # (S+1,) one episode: every frame's starts at 0
         for s in range(0, len(actions), T):  # chunks of T steps; a chunk's first steps see less than a full window
             e = min(s + T, len(actions))
             _, reward_logits, end_logits = model.dynamics(tokens[None, s:e], actions[None, s:e],
                                                           tokens[None, s + 1 : e + 1])  # (1, e - s, 3), (1, e - s)
             if model.termination is not None:
-                index = torch.arange(s, e + 1)  # (e - s + 1,) drawn as a dream draws them after a right frame
-                fresh = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
-                has_before, before = frames_before(index, starts)  # (e - s + 1,) each
-                drawn = model.draw_over_real(fresh, frames[before], has_before, actions[before])
-                end_logits, frame_rewards = model.termination.outcomes(drawn[:-1], drawn[1:])  # (e - s,), (e - s, 3)
-                end_logits = end_logits[None]  # (1, e - s)
-                if frame_rewards is not None:
-                    reward_logits = frame_rewards[None]  # (1, e - s, 3)
+                drawn = model.tokenizer.decode(tokens[s : e + 1])  # (e - s + 1, 3, H, W)
+                end_logits = model.termination(drawn[:-1], drawn[1:])[None]  # (e - s,) -> (1, e - s)
             pred_r.append(reward_logits[0].argmax(-1).cpu().numpy() - 1)
             pred_e.append((end_logits[0] > 0).cpu().numpy())
         true_r.append(np.sign(ep["rewards"]).astype(int))
@@ -324,20 +288,14 @@ def plot_psnr(metrics: dict, path: Path) -> Path:
     return path
 
 
-def log_reconstructions(model: WorldModel, steps: Steps, tracker: Tracker, step: int, refined: bool = False) -> None:
-    """A strip of real frames of `steps` over the tokenizer's drawings of them, or with `refined` the refiner's
-    (each over the real frame before)."""
+def log_reconstructions(model: WorldModel, steps: Steps, tracker: Tracker, step: int) -> None:
+    """A strip of real frames of `steps` over the tokenizer's drawings of them."""
     index = torch.from_numpy(np.linspace(1, len(steps.frames) - 1, 8).astype(int))  # (8,)
     pick = torch.from_numpy(steps.frames[index.numpy()])  # (8, H, W, 3)
     tokens = model.encode(pick)  # (8, N)
-    drawn = model.tokenizer.decode(tokens)  # (8, 3, H, W)
-    if refined:
-        has_before, before = frames_before(index, steps.episode_start)  # (8,) each
-        drawn = model.draw_over_real(drawn, torch.from_numpy(steps.frames[before.numpy()]), has_before,
-                                     steps.actions[before])
-    key = "train/refiner/drawings" if refined else "train/tokenizer/reconstructions"
-    tracker.image(key, np.concatenate([np.concatenate(pick.numpy(), 1),
-                                       np.concatenate(model.tokenizer.to_uint8(drawn).cpu().numpy(), 1)], 0), step,
+    drawn = model.tokenizer.decode_uint8(tokens).cpu().numpy()  # (8, H, W, 3)
+    tracker.image("train/tokenizer/reconstructions", np.concatenate([np.concatenate(pick.numpy(), 1),
+                                                                     np.concatenate(drawn, 1)], 0), step,
                   caption="top: real, bottom: drawn")
 
 
@@ -352,8 +310,8 @@ def log_eval(model: WorldModel, ds: EpisodeDataset, episodes: list[int], tracker
             if k in ("psnr", "ssim", "baseline_psnr", "moving_psnr", "baseline_moving_psnr", "object_recall",
                      "object_precision", "score_match", "lives_match")
             for h, v in d.items() if v is not None}
-    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "chain_reconstruction_psnr", "reward_f1",
-                                               "termination_f1") if metrics.get(k) is not None}
+    flat |= {f"eval/{k}": metrics[k] for k in ("reconstruction_psnr", "reward_f1", "termination_f1")
+             if metrics.get(k) is not None}
     flat |= {f"eval/reconstruction_{k}": v for k, v in metrics.get("reconstruction_objects", {}).items()
              if k in ("object_recall", "object_precision") and v is not None}
     tracker.log(flat, step=step)

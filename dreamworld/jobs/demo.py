@@ -143,7 +143,7 @@ def run_demo(cfg: DemoConfig, out: str | Path = "demo", wandb: str = "offline") 
     from dreamworld.dream.agent_envs import real_envs
     from dreamworld.evaluate.fidelity import fidelity, write_report
     from dreamworld.jobs.train_agent import AgentConfig, train_agent
-    from dreamworld.train.config import TrainConfig
+    from dreamworld.train.config import DynamicsPhase, TokenizerPhase, TrainConfig
     from dreamworld.train.data import split_episodes
 
     if cfg.quick:
@@ -153,7 +153,8 @@ def run_demo(cfg: DemoConfig, out: str | Path = "demo", wandb: str = "offline") 
     stages = _Stages()
     ds = stages.run("collect", collect_mixed, cfg.env, data, cfg.random_steps, cfg.scripted_steps, cfg.seed)
 
-    small = {"tokenizer_batch_size": 4, "batch_size": 4, "warmup_steps": 3, "holdout": 0.34} if cfg.quick else {}
+    small = ({"tokenizer": TokenizerPhase(batch_size=4), "dynamics": DynamicsPhase(batch_size=4), "warmup_steps": 3,
+              "holdout": 0.34} if cfg.quick else {})
     if cfg.train_minutes is None and not cfg.train_steps:
         cfg = replace(cfg, train_minutes=default_train_minutes())
     train_cfg = TrainConfig(minutes=None if cfg.train_steps else cfg.train_minutes, steps=cfg.train_steps,

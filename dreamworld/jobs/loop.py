@@ -47,10 +47,9 @@ class LoopConfig:
     collect_envs: int = 4
     """real envs stepped side by side while collecting"""
     model: Annotated[ModelOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=ModelOptions)
-    """the world model to build, as `dreamworld train` takes it (--preset, --refiner, --rewards frames, ...)"""
+    """the world model to build, as `dreamworld train` takes it (--preset, --termination, ...)"""
     retrain_tokenizer: bool = True
-    """later iterations train the tokenizer (and a refiner) further too (else only the termination model and the
-    dynamics)"""
+    """later iterations train the tokenizer further too (else only the termination model and the dynamics)"""
     final_episodes: int = 20
     """real episodes played by the final agent (with the game's own time limit) when the loop ends"""
     seed: int = 0

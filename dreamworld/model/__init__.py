@@ -1,2 +1,2 @@
-"""What a world model is: the tokenizer, the dynamics transformer and its token decoder, the termination model, the
-refiner, `WorldModel` that joins them, the presets, and the numeric precision they compute in."""
+"""What a world model is: the tokenizer, the dynamics transformer and its token decoder, the termination model,
+`WorldModel` that joins them, the presets, and the numeric precision they compute in."""

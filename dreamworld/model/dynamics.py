@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import gymnasium as gym
 import torch
@@ -48,16 +47,13 @@ class DynamicsConfig:
     rope_base: float = 1000.0
     """base of the rotary frequencies over the frame index"""
     sampler_stride: tuple[int, int] = (2, 4)
-    """coherent sampler: tokens at the same (row, column) offset of this stride over the token grid are drawn
-    together, the groups one after another (rows * cols passes a frame; the grid's size draws token by token)"""
+    """the sampler (token_decoder.py) draws the tokens at the same (row, column) offset of this stride over the
+    token grid together, the groups one after another (rows * cols passes a frame; the grid's size draws token by
+    token), each digit conditioned on the choices before it"""
     local_mixing: bool = True
     """each block adds a depthwise 3x3 convolution over every frame's token grid (after attention): a token sees
     its neighbours' states directly, so an object moving from patch to patch is carried over (Catch, 800 steps:
     object recall at h=16 0.29 against 0.18; docs/experiments.md)"""
-    sampler: Literal["coherent", "independent"] = "coherent"
-    """how the next frame's tokens are drawn from the states: coherent (token_decoder.py: token after token, digit
-    after digit, each conditioned on the choices before it) or independent (one softmax per FSQ digit of every
-    token, all drawn at once: cheaper, but small objects vanish, double and smear)"""
 
 
 @dataclass
@@ -191,12 +187,8 @@ class Dynamics(nn.Module):
         self.action = ActionEmbedding(action_space, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
-        if cfg.sampler not in ("coherent", "independent"):
-            raise ValueError(f"dynamics sampler must be 'coherent' or 'independent', got {cfg.sampler!r}")
-        self.token_head = nn.Linear(cfg.d_model, sum(self.levels)) if cfg.sampler == "independent" else None
         side = math.isqrt(tokens_per_frame)  # square token grids
-        self.decoder = (TokenDecoder(cfg.d_model, cfg.n_heads, self.levels, (side, side), tuple(cfg.sampler_stride))
-                        if cfg.sampler == "coherent" else None)
+        self.decoder = TokenDecoder(cfg.d_model, cfg.n_heads, self.levels, (side, side), tuple(cfg.sampler_stride))
         self.outcome = nn.Sequential(nn.Linear(2 * cfg.d_model, cfg.d_model), nn.GELU(approximate="tanh"))
         self.reward_head = nn.Linear(2 * cfg.d_model, REWARD_CLASSES)
         # no end head when the world model reads terminations off the drawn frames (termination.py)
@@ -252,8 +244,8 @@ class Dynamics(nn.Module):
 
     def token_logits(self, h: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
         """States (..., N, C) and the true next tokens (..., N) -> next-frame digit logits (..., N, sum(levels)):
-        with the coherent sampler each digit's given the true tokens and digits before it (teacher forcing)."""
-        return self.token_head(h) if self.decoder is None else self.decoder(h, next_tokens)
+        each digit's given the true tokens and digits before it (teacher forcing)."""
+        return self.decoder(h, next_tokens)
 
     def outcomes(self, h: torch.Tensor, next_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """States of frame t (..., N, C) and the tokens of frame t+1 (..., N) -> reward logits (..., 3) and
@@ -303,10 +295,4 @@ class Dynamics(nn.Module):
         made with `generator`."""
         if temperature > 0 and noise is None:
             noise = gumbel(torch.rand(*h.shape[:-1], sum(self.levels), generator=generator, device=h.device))
-        if self.decoder is not None:
-            return self.decoder.sample(h, temperature, noise)
-        logits = self.token_head(h).float()  # (B, N, sum(levels))
-        if temperature > 0:
-            logits = logits / temperature + noise
-        digits = [part.argmax(-1) for part in logits.split(self.levels, dim=-1)]  # each (B, N)
-        return (torch.stack(digits, -1) * self.basis).sum(-1)  # (B, N)
+        return self.decoder.sample(h, temperature, noise)

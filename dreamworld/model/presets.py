@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from dreamworld.model.dynamics import DynamicsConfig
-from dreamworld.model.refiner import RefinerConfig
 from dreamworld.model.tokenizer import TokenizerConfig
 from dreamworld.model.world_model import WorldModelConfig
 
@@ -55,18 +54,10 @@ class ModelOptions:
     """where terminations are read: frames (a CNN on the frames the model draws before and after a step; learns
     from few endings, but latent dreams decode every step) or tokens (the dynamics' outcome head, which reads the
     rewards in both cases; latent dreams skip the decoder)"""
-    rewards: Literal["tokens", "frames"] = "tokens"
-    """where rewards are read: tokens (the dynamics' outcome head, from the codes) or frames (a reward head on the
-    termination CNN, from the drawn frames; needs --termination frames)"""
     termination_channels: tuple[int, ...] | None = None
     """channels of the termination CNN's stride-2 convolutions (default: the preset's, 16 32 32)"""
     termination_hidden: int | None = None
     """width of the termination CNN's hidden layer (default: the preset's, 128)"""
-    refiner: bool = False
-    """add a refiner (refiner.py): the decoder draws each frame over the previous drawing, so detail that no token
-    grid holds frame by frame (Cave's scrolling, speckled walls) carries over from frame to frame"""
-    refiner_width: int | None = None
-    """channels of the refiner's convolutions (with --refiner; default: RefinerConfig's)"""
     tokenizer_encoder: Literal["frame", "patches"] | None = None
     """frame: the tokenizer's encoder sees the whole frame (a change anywhere moves every code); patches: each
     token's code is read from its patch alone, so unchanged patches keep their codes (default: the preset's)"""
@@ -81,22 +72,11 @@ class ModelOptions:
         cfg = preset(self.preset)
         if self.termination not in ("frames", "tokens"):
             raise ValueError(f"termination must be 'frames' or 'tokens', got {self.termination!r}")
-        if self.rewards not in ("frames", "tokens"):
-            raise ValueError(f"rewards must be 'frames' or 'tokens', got {self.rewards!r}")
         if self.termination == "tokens":
-            if self.rewards == "frames":
-                raise ValueError("--rewards frames reads rewards with the termination CNN: pass --termination frames")
             cfg.termination = None
         else:
-            cfg.termination.rewards = self.rewards == "frames"
             cfg.termination.channels = list(self.termination_channels or cfg.termination.channels)
             cfg.termination.hidden = self.termination_hidden or cfg.termination.hidden
-        if self.refiner_width is not None and (not self.refiner or self.refiner_width < 1):
-            raise ValueError(f"--refiner-width {self.refiner_width}: the refiner's width is a positive channel count "
-                             "and needs --refiner")
-        if self.refiner:
-            cfg.refiner = RefinerConfig()
-            cfg.refiner.width = self.refiner_width or cfg.refiner.width
         if self.tokenizer_encoder:
             cfg.tokenizer.encoder = self.tokenizer_encoder
         if self.tokenizer_channels:
@@ -119,10 +99,8 @@ def _option_values(cfg: WorldModelConfig) -> dict:
     """The ModelOptions a world-model config was built with, as far as the config shows them."""
     termination = cfg.termination
     return {"preset": cfg.preset, "termination": "tokens" if termination is None else "frames",
-            "rewards": "frames" if termination is not None and termination.rewards else "tokens",
             "termination_channels": None if termination is None else list(termination.channels),
             "termination_hidden": None if termination is None else termination.hidden,
-            "refiner": cfg.refiner is not None, "refiner_width": None if cfg.refiner is None else cfg.refiner.width,
             "tokenizer_encoder": cfg.tokenizer.encoder,
             "tokenizer_channels": list(cfg.tokenizer.channels),
             "dynamics_size": [cfg.dynamics.d_model, cfg.dynamics.n_layers, cfg.dynamics.n_heads]}

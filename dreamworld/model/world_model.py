@@ -12,15 +12,8 @@ from torch import nn
 from dreamworld.envs import space_from_json
 from dreamworld.model.dynamics import Dynamics, DynamicsConfig, KVCache
 from dreamworld.model.precision import autocast
-from dreamworld.model.refiner import Refiner, RefinerConfig
 from dreamworld.model.termination import TerminationConfig, TerminationNet
-from dreamworld.model.tokenizer import Tokenizer, TokenizerConfig, pixels
-
-REFINE_CHUNK_CPU = 32
-"""Frames the refiner draws at a time on the CPU. Its activations are full-resolution (512 KB a frame per layer),
-and its SiLUs, softmax and mix are memory-bound: a chunk of 32 frames stays in the caches. Drawing 512 frames
-took 5.9 ms a frame in one batch and 3.4 in chunks of 32 on 2 AVX2 cores with a 32 MB L3 (the same frames;
-benchmarks/refiner_batch.py)."""
+from dreamworld.model.tokenizer import Tokenizer, TokenizerConfig
 
 
 @dataclass
@@ -35,9 +28,6 @@ class WorldModelConfig:
     """CNN that reads a step's termination off the drawn frames before and after it (termination.py); None reads it
     off the tokens with the dynamics' outcome head (cheaper dreams: no decoding in latent mode; the only kind
     before this field existed, so a config without it means None)"""
-    refiner: RefinerConfig | None = None
-    """decoder stage that draws each frame over the previous drawing (refiner.py), for worlds whose texture no
-    token grid holds frame by frame (Cave's scrolling, speckled walls); None draws each frame from its tokens alone"""
     env_id: str = ""
     """the real env this model learned"""
     action_space: dict = field(default_factory=lambda: {"type": "Discrete", "n": 1, "start": 0})
@@ -64,13 +54,8 @@ class WorldModelConfig:
             raise ValueError(f"unknown world-model config keys {sorted(unknown)}: not a dreamworld world model")
         data = dict(data)
         data["tokenizer"] = TokenizerConfig(**data.get("tokenizer", {}))
-        # configs without these keys predate the coherent sampler and local mixing: their dynamics draw digits
-        # independently and have no local mixing
-        data["dynamics"] = DynamicsConfig(**{"sampler": "independent", "local_mixing": False,
-                                             **data.get("dynamics", {})})
+        data["dynamics"] = DynamicsConfig(**data.get("dynamics", {}))
         data["termination"] = TerminationConfig(**data["termination"]) if data.get("termination") else None
-        # refiners saved before they read actions have no "actions" key
-        data["refiner"] = RefinerConfig(**{"actions": False, **data["refiner"]}) if data.get("refiner") else None
         return WorldModelConfig(**data)
 
 
@@ -78,8 +63,7 @@ class WorldModelConfig:
 class DreamState:
     """A batch of dreams in progress: the KV cache, the tokens of each dream's current frame and, between
     `predict` and `advance`, the dynamics states of that frame. `drawn` keeps the last decoded frames with a copy
-    of the tokens they show, so changing `tokens` (a dream restarting) can never leave stale pixels behind; with a
-    refiner it is kept at every step, as each frame is drawn over the one before."""
+    of the tokens they show, so changing `tokens` (a dream restarting) can never leave stale pixels behind."""
 
     cache: KVCache
     tokens: torch.Tensor  # (B, N) tokens of the current frame
@@ -89,11 +73,11 @@ class DreamState:
 
 
 class WorldModel(nn.Module):
-    """Tokenizer + dynamics (+ termination CNN, + refiner). `start` warms a batch of dreams up on real frames,
+    """Tokenizer + dynamics (+ termination CNN). `start` warms a batch of dreams up on real frames,
     `step` advances them.
 
     `precision` ("float32", or "bfloat16" autocast: about 2x faster dreams on a CPU with native bfloat16) is that of
-    the dynamics in `start`, `predict` and `advance` (and of the refiner's convolutions in `draw`); set it before
+    the dynamics in `start`, `predict` and `advance`; set it before
     starting dreams, as the KV cache takes its dtype. The tokenizer always runs in float32, so frames encode to the
     tokens the dynamics were trained on.
     """
@@ -107,7 +91,6 @@ class WorldModel(nn.Module):
                                  self.action_space, end_head=cfg.termination is None)
         self.termination = (None if cfg.termination is None
                             else TerminationNet(cfg.termination, cfg.tokenizer.image_size))
-        self.refiner = None if cfg.refiner is None else Refiner(cfg.refiner, self.action_space)
         self.register_buffer("reward_values", torch.tensor(cfg.reward_values, dtype=torch.float32))
         self.precision = "float32"  # of the dynamics in dreams, see the class docstring
 
@@ -145,10 +128,7 @@ class WorldModel(nn.Module):
         with autocast(self.precision, self.device):
             for t in range(tokens.shape[1] - 1):
                 self.dynamics.step(tokens[:, t], self.actions_tensor(actions[:, t]), cache)
-        state = DreamState(cache=cache, tokens=tokens[:, -1])
-        if self.refiner is not None:  # the first frame is drawn over the real one before it
-            state.drawn = (state.tokens.clone(), pixels(frames[:, -1], self.device))
-        return state
+        return DreamState(cache=cache, tokens=tokens[:, -1])
 
     @torch.no_grad()
     def replace_rows(self, state: DreamState, rows: torch.Tensor, fresh: DreamState) -> None:
@@ -159,42 +139,6 @@ class WorldModel(nn.Module):
         if state.drawn is not None:
             state.drawn[0][rows] = fresh.tokens
             state.drawn[1][rows] = self.drawn(fresh)
-
-    @torch.no_grad()
-    def draw(self, tokens: torch.Tensor, previous: torch.Tensor | None = None, actions=None) -> torch.Tensor:
-        """Tokens (B, N) -> frames float (B, 3, H, W) in [0, 1]; with a refiner, drawn over `previous` (the frames
-        before them as drawn, float (B, 3, H, W) in [0, 1]; None: from the tokens alone) after `actions` (B, ...),
-        the actions that led from them to these."""
-        fresh = self.tokenizer.decode(tokens)  # (B, 3, H, W)
-        if self.refiner is None or previous is None:
-            return fresh
-        return self._refine(previous.to(fresh), fresh, actions)
-
-    def _refine(self, previous: torch.Tensor, fresh: torch.Tensor, actions) -> torch.Tensor:
-        """The refiner over `previous` and `fresh` (float (B, 3, H, W) each) after `actions` (B, ...), its
-        convolutions at `precision`; on the CPU in chunks of REFINE_CHUNK_CPU frames."""
-        if actions is not None:
-            actions = self.actions_tensor(actions)
-        with autocast(self.precision, self.device):
-            if self.device.type != "cpu" or len(fresh) <= REFINE_CHUNK_CPU:
-                return self.refiner(previous, fresh, actions)
-            return torch.cat([self.refiner(previous[i : i + REFINE_CHUNK_CPU], fresh[i : i + REFINE_CHUNK_CPU],
-                                           None if actions is None else actions[i : i + REFINE_CHUNK_CPU])
-                              for i in range(0, len(fresh), REFINE_CHUNK_CPU)])  # (B, 3, H, W)
-
-    @torch.no_grad()
-    def draw_over_real(self, fresh: torch.Tensor, before: torch.Tensor, has_before: torch.Tensor,
-                       actions=None) -> torch.Tensor:
-        """The tokenizer's drawings `fresh` (float (F, 3, H, W) in [0, 1], `tokenizer.decode`) -> frames float
-        (F, 3, H, W) as a dream shows them one step after a right frame: with a refiner, drawn over `before`, the
-        real frames before them (uint8 (F, H, W, 3)), after `actions` (F, ...), the actions taken there. Where
-        `has_before` (F,) bool is False (an episode's first frame), `before` holds the frame itself, which a dream
-        starting there shows as it is. Without a refiner, `fresh` itself."""
-        if self.refiner is None:
-            return fresh
-        real_before = pixels(before, fresh.device)  # (F, 3, H, W)
-        has_before = has_before.to(fresh.device)[:, None, None, None]  # (F, 1, 1, 1)
-        return torch.where(has_before, self._refine(real_before, fresh, actions), real_before)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions, temperature: float = 0.0, generator: torch.Generator | None = None):
@@ -241,12 +185,10 @@ class WorldModel(nn.Module):
             raise RuntimeError("call predict() before advance()")
         with autocast(self.precision, self.device):
             reward_logits, end_logits = self.dynamics.outcomes(state.hidden, next_tokens)
-        if self.termination is not None or self.refiner is not None:
+        if self.termination is not None:
             before = self.drawn(state)  # (B, 3, H, W)
-            state.drawn = (next_tokens.clone(), self.draw(next_tokens, before, state.actions))
-            if self.termination is not None:
-                end_logits, frame_rewards = self.termination.outcomes(before, state.drawn[1])
-                reward_logits = reward_logits if frame_rewards is None else frame_rewards
+            state.drawn = (next_tokens.clone(), self.tokenizer.decode(next_tokens))
+            end_logits = self.termination(before, state.drawn[1])
         state.tokens, state.hidden = next_tokens, None
         return self.reward_values[reward_logits.argmax(-1)], end_logits > 0
 

@@ -39,13 +39,14 @@ def compiler_missing(device: torch.device | str) -> str | None:
 
 
 def should_compile(choice: str, device: torch.device | str, steps: int | None, seconds: float | None) -> bool:
-    """Resolve --compile for a phase of `steps` steps or `seconds` seconds on `device`: `on` (an error naming the
-    fix when it cannot), `off`, or `auto` (on when the phase is long enough to pay for compiling and it can)."""
+    """Resolve --dynamics.compile for a phase of `steps` steps or `seconds` seconds on `device`: `on` (an error
+    naming the fix when it cannot), `off`, or `auto` (on when the phase is long enough to pay for compiling and it
+    can)."""
     if choice not in COMPILE_CHOICES:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {choice!r}")
     missing = compiler_missing(device)
     if choice == "on" and missing:
-        raise RuntimeError(f"--compile on, but torch.compile cannot run: {missing}; or pass --compile off")
+        raise RuntimeError(f"--compile on, but torch.compile cannot run: {missing}; or pass --dynamics.compile off")
     if choice != "auto":
         return choice == "on"
     long_enough = (seconds or 0.0) >= AUTO_MIN_SECONDS or (steps or 0) >= AUTO_MIN_STEPS

@@ -42,14 +42,6 @@ class Steps:
     episode_start: torch.Tensor  # (F,) long, index of the first frame of each frame's episode
 
 
-def frames_before(index: torch.Tensor, episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames `index` (n,) of episodes laid end to end, each frame's episode starting at `episode_start` -> whether
-    each has a frame before it in its episode (n,) bool, and the index of that frame, or of the frame itself for an
-    episode's first frame (which a dream starting there shows as it is) (n,)."""
-    has_before = episode_start[index] != index  # (n,)
-    return has_before, torch.where(has_before, index - 1, index)
-
-
 def frames_with_endings(frames: torch.Tensor, terminal: torch.Tensor, size: int, end_share: float,
                         generator: torch.Generator) -> torch.Tensor:
     """`size` frame indices drawn from `frames` (n,), each with chance `end_share` from `terminal` (e,) instead:

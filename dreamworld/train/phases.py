@@ -27,23 +27,21 @@ class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
-def _shares(cfg: TrainConfig, termination: bool, refiner: bool) -> dict[str, float]:
-    """Each phase's share of the budget; `termination`, `refiner`: the model has that phase (the dynamics take the
-    share of a phase the model lacks)."""
-    termination_share = cfg.termination_share if termination else 0.0
-    refiner_share = cfg.refiner_share if refiner else 0.0
-    return {"tokenizer": cfg.tokenizer_share, "refiner": refiner_share, "termination": termination_share,
-            "dynamics": 1 - cfg.tokenizer_share - refiner_share - termination_share - cfg.outcome_share,
-            "outcome": cfg.outcome_share}
+def _shares(cfg: TrainConfig, termination: bool) -> dict[str, float]:
+    """Each phase's share of the budget; `termination`: the model has a termination CNN (else the dynamics take its
+    share)."""
+    termination_share = cfg.termination.share if termination else 0.0
+    return {"tokenizer": cfg.tokenizer.share, "termination": termination_share,
+            "dynamics": 1 - cfg.tokenizer.share - termination_share - cfg.outcome.share, "outcome": cfg.outcome.share}
 
 
 def check_shares(cfg: TrainConfig, model: WorldModel) -> None:
     """Refuse budget shares that are negative or leave `model`'s dynamics no time."""
-    shares = _shares(cfg, model.termination is not None, model.refiner is not None)
+    shares = _shares(cfg, model.termination is not None)
     if min(shares.values()) < 0 or shares["dynamics"] <= 0:
         given = {k: v for k, v in shares.items() if k != "dynamics"}
         raise ValueError(f"the budget shares {given} leave the dynamics no time: keep each at 0 or more and their "
-                         "sum below 1 (--tokenizer-share, --refiner-share, --termination-share, --outcome-share)")
+                         "sum below 1 (--tokenizer.share, --termination.share, --outcome.share)")
 
 
 def _minutes(cfg: TrainConfig) -> float | None:
@@ -53,7 +51,7 @@ def _minutes(cfg: TrainConfig) -> float | None:
 
 def phase_budget(cfg: TrainConfig, phase: str, model: WorldModel) -> tuple[int | None, float | None]:
     """(steps, seconds) for a phase of `model`: its shares of --steps and of --minutes."""
-    share = _shares(cfg, model.termination is not None, model.refiner is not None)[phase]
+    share = _shares(cfg, model.termination is not None)[phase]
     minutes = _minutes(cfg)
     return (max(1, round(cfg.steps * share)) if cfg.steps else None,
             minutes * 60 * share if minutes is not None else None)
@@ -62,12 +60,12 @@ def phase_budget(cfg: TrainConfig, phase: str, model: WorldModel) -> tuple[int |
 def phase_end(cfg: TrainConfig, phase: str) -> float | None:
     """Seconds into the run by which `phase` ends, for the phases that absorb the time spent between phases: the
     dynamics end when the budget less the outcome share is spent (encoding the frames comes out of them), the
-    outcome phase (which computes its states first) when the whole budget is. None for the tokenizer, the refiner
-    and the termination model, which train for their shares, and without a time budget."""
+    outcome phase (which computes its states first) when the whole budget is. None for the tokenizer and the
+    termination model, which train for their shares, and without a time budget."""
     minutes = _minutes(cfg)
     if phase not in ("dynamics", "outcome") or minutes is None:
         return None
-    return minutes * 60 * (1 - cfg.outcome_share if phase == "dynamics" else 1)
+    return minutes * 60 * (1 - cfg.outcome.share if phase == "dynamics" else 1)
 
 
 @dataclass
@@ -81,26 +79,6 @@ class RunClock:
     def elapsed(self) -> float:
         """Seconds on the run's clock."""
         return time.perf_counter() - self.started
-
-
-def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
-    """Load `saved` (an `opt.state_dict()`) into `opt`. A state that holds the same tensors, in the same order,
-    split into other parameter groups (a refiner phase saved before its logits had a group of their own, which
-    PyTorch refuses) is regrouped as `opt` groups them, keeping `opt`'s hyperparameters."""
-    groups, current = saved["param_groups"], opt.state_dict()["param_groups"]
-    if len(groups) != len(current) and sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in current):
-        ids = [i for g in groups for i in g["params"]]  # the saved tensors' ids, in order
-        following = iter(ids)
-        saved = {"state": saved["state"],
-                 "param_groups": [g | {"params": [next(following) for _ in g["params"]]} for g in current]}
-        tensors = [p for g in opt.param_groups for p in g["params"]]
-        for i, p in zip(ids, tensors, strict=True):
-            moment = saved["state"].get(i, {}).get("exp_avg")
-            if moment is not None and moment.shape != p.shape:
-                raise ValueError(f"the saved optimizer state does not match this phase's parameters (a tensor of "
-                                 f"shape {tuple(moment.shape)} where {tuple(p.shape)} is trained): start the run "
-                                 "again without --resume")
-    opt.load_state_dict(saved)
 
 
 def lr_scale(step: int, done: float, warmup_steps: int, warmup_share: float = 0.0) -> float:
@@ -144,10 +122,10 @@ def _seconds_budget(name: str, cfg: TrainConfig, state: dict, resumed: bool, sec
 def _step(name: str, step: int, opt: torch.optim.Optimizer, tensors: list[torch.Tensor], lr: float,
           loss_fn: Callable[[], tuple[torch.Tensor, dict]], cfg: TrainConfig, precision: str,
           dist: Distributed) -> tuple[float, dict, torch.Tensor]:
-    """One optimiser step at learning rate `lr` (each group's scaled by its `lr_scale`): the loss (the ranks'
+    """One optimiser step at learning rate `lr`: the loss (the ranks'
     mean), its metrics and the clipped gradients' norm; raises TrainingDiverged on a NaN/inf loss or gradient."""
     for group in opt.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = lr
     with autocast(precision, dist.device):
         loss, metrics = loss_fn()
     loss_value = dist.mean(loss.item())
@@ -168,8 +146,8 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
               lr: float, cfg: TrainConfig, state: dict, save: Callable[[dict], None], tracker: Tracker,
               on_eval: Callable[[int], None] | None = None, dist: Distributed | None = None,
               precision: str = "float32", clock: RunClock | None = None, warmup_share: float = 0.0) -> dict:
-    """Optimise `loss_fn` (its forward pass at `precision`) over `params` (tensors, or optimizer parameter groups
-    that may carry an `lr_scale` on `lr`) until the phase's budget is spent;
+    """Optimise `loss_fn` (its forward pass at `precision`) over the tensors `params` at peak learning rate `lr`
+    until the phase's budget is spent;
     resumes from `state` if it is this phase's. Returns the phase summary. With `clock`, the time budget of the
     dynamics and outcome phases lasts until their `phase_end` on the run's clock; otherwise a phase trains for
     its share of the budget. The warmup lasts cfg.warmup_steps steps, or `warmup_share` of the budget if that
@@ -186,7 +164,7 @@ def run_phase(name: str, model: WorldModel, params, loss_fn: Callable[[], tuple[
     tensors = [p for group in opt.param_groups for p in group["params"]]
     step, elapsed = 0, 0.0
     if resumed:
-        load_optimizer_state(opt, state["optimizer"])
+        opt.load_state_dict(state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
     model.train()
     bar = tqdm(total=steps_budget or round(seconds_budget), initial=step if steps_budget else round(elapsed),

@@ -1,10 +1,9 @@
-"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the refiner on chains of
-its own drawings (when the model has one, refiner.py), then the termination model on the model's drawings of the
-data (when the model has one, termination.py), then the dynamics, then (transformer frozen) the reward head again
-on event-rich batches (outcome.py).
+"""Training a world model from a dataset: the tokenizer first, then (tokens frozen) the termination model on the
+tokenizer's drawings of the data (when the model has one, termination.py), then the dynamics, then (transformer
+frozen) the reward head again on event-rich batches (outcome.py).
 
 Read top to bottom: `train` loads the data, runs the phases through `run_phase` (one optimisation loop
-with NaN guard, periodic atomic checkpoints and logging; the refiner, termination and outcome phases are in
+with NaN guard, periodic atomic checkpoints and logging; the termination and outcome phases are in
 optional_phases.py), then scores the model on held-out episodes.
 A run directory holds config.json, model.safetensors, starts.safetensors and train_state.pt (for --resume).
 Under torchrun the module being trained is wrapped in DistributedDataParallel: each rank samples its own
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from dreamworld.train.compiling import compiled, should_compile
 from dreamworld.train.config import TrainConfig
 from dreamworld.train.data import Steps, WindowSampler, frames_with_endings, load_steps, split_episodes
 from dreamworld.train.distributed import Distributed
-from dreamworld.train.optional_phases import outcome_phase, refiner_phase, termination_phase
+from dreamworld.train.optional_phases import outcome_phase, termination_phase
 from dreamworld.train.phases import RunClock, check_shares, phase_budget, run_phase
 from dreamworld.train.termination import drawings
 
@@ -48,13 +47,13 @@ def _reward_values(ds: EpisodeDataset, episodes: list[int]) -> list[float]:
 def tokenizer_batches(steps: Steps, cfg: TrainConfig, generator: torch.Generator
                       ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
     """A function giving tokenizer batches from `steps`: (frames, the frames before them), uint8 (B, H, W, 3) each,
-    `tokenizer_end_share` of them frames an episode ended on."""
+    `cfg.tokenizer.end_share` of them frames an episode ended on."""
     frames = torch.from_numpy(steps.frames)  # (F, H, W, 3)
     has_prev = torch.nonzero(steps.episode_start != torch.arange(len(frames))).squeeze(1)  # frames after a step
     terminal = torch.nonzero(steps.ends).squeeze(1) + 1  # (E,) frames an episode ended on
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        idx = frames_with_endings(has_prev, terminal, cfg.tokenizer_batch_size, cfg.tokenizer_end_share,
+        idx = frames_with_endings(has_prev, terminal, cfg.tokenizer.batch_size, cfg.tokenizer.end_share,
                                   generator)  # (B,)
         return frames[idx], frames[idx - 1]
 
@@ -142,9 +141,8 @@ def _sampler_generator(cfg: TrainConfig, state: dict, dist: Distributed, resume:
 def _precisions(cfg: TrainConfig, model: WorldModel, device: torch.device) -> str:
     """Each network's training precision, as the summary reports it."""
     return ", ".join(f"{net} {resolve(p, device)}" for net, p, present in (
-        ("tokenizer", cfg.tokenizer_precision, True), ("dynamics", cfg.precision, True),
-        ("refiner", cfg.refiner_precision, model.refiner is not None),
-        ("termination", cfg.termination_precision, model.termination is not None)) if present)
+        ("tokenizer", cfg.tokenizer.precision, True), ("dynamics", cfg.dynamics.precision, True),
+        ("termination", cfg.termination.precision, model.termination is not None)) if present)
 
 
 @dataclass
@@ -189,8 +187,9 @@ def _begin(run: _Run, train_eps: list[int]) -> None:
     """A new run: fit the tokenizer's canvas, give each rank its own batches, write the first checkpoint and the
     start contexts."""
     cfg, dist, model = run.cfg, run.dist, run.model
-    if cfg.canvas_frames:
-        sample = torch.randperm(len(run.steps.frames), generator=run.generator)[: cfg.canvas_frames].sort().values
+    if cfg.tokenizer.canvas_frames:
+        order = torch.randperm(len(run.steps.frames), generator=run.generator)  # (F,)
+        sample = order[: cfg.tokenizer.canvas_frames].sort().values
         model.tokenizer.fit_canvas(run.steps.frames[sample.numpy()])
     if dist.active:
         run.generator.manual_seed(cfg.seed + dist.rank)  # each rank samples its own batches from here on
@@ -200,7 +199,7 @@ def _begin(run: _Run, train_eps: list[int]) -> None:
 
 
 def _tokenizer_phase(run: _Run) -> dict:
-    """Train the tokenizer; move on to the refiner (or termination) phase and log reconstructions."""
+    """Train the tokenizer; move on to the termination phase and log reconstructions."""
     cfg, dist, model = run.cfg, run.dist, run.model
     batch = tokenizer_batches(run.steps, cfg, run.generator)
     net = dist.wrap(model.tokenizer, model.tokenizer.loss)
@@ -208,10 +207,10 @@ def _tokenizer_phase(run: _Run) -> dict:
     def tokenizer_loss():
         return net(*(f.to(dist.device) for f in batch()))
 
-    summary = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss, cfg.tokenizer_lr,
-                        cfg, run.state, run.save, run.tracker, dist=dist, precision=cfg.tokenizer_precision,
+    summary = run_phase("tokenizer", model, list(model.tokenizer.parameters()), tokenizer_loss, cfg.tokenizer.lr,
+                        cfg, run.state, run.save, run.tracker, dist=dist, precision=cfg.tokenizer.precision,
                         clock=run.run_clock)
-    run.next_phase("refiner" if model.refiner is not None else "termination")
+    run.next_phase("termination")
     if dist.is_main:
         log_reconstructions(model, run.steps, run.tracker, run.state["global_step"])
     return summary
@@ -223,24 +222,24 @@ def _dynamics_phase(run: _Run, tokens: torch.Tensor, held_eps: list[int]) -> dic
     cfg, dist, model = run.cfg, run.dist, run.model
     sampler = WindowSampler(run.steps, tokens, sequence_frames(model, cfg), cfg.end_share, cfg.seed)
     sampler.generator = run.generator
-    compile_step = should_compile(cfg.compile, dist.device, *phase_budget(cfg, "dynamics", model))
+    compile_step = should_compile(cfg.dynamics.compile, dist.device, *phase_budget(cfg, "dynamics", model))
     forward = compiled(model.dynamics) if compile_step else model.dynamics  # the same weights either way
     net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg, forward))
 
     def loss():
-        return net({k: v.to(dist.device) for k, v in sampler.sample(cfg.batch_size).items()})
+        return net({k: v.to(dist.device) for k, v in sampler.sample(cfg.dynamics.batch_size).items()})
 
     def on_eval(step: int) -> None:
         if held_eps:
             log_eval(model, run.ds, held_eps, run.tracker, step, samples=max(1, cfg.eval_samples // 2))
 
-    summary = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.lr, cfg, run.state,
-                        run.save, run.tracker, on_eval, dist=dist, precision=cfg.precision, clock=run.run_clock,
-                        warmup_share=cfg.dynamics_warmup_share)
-    summary["frames_per_s"] = (summary["steps"] * cfg.batch_size * dist.world_size * sequence_frames(model, cfg)
-                               / summary["seconds"])
+    summary = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.dynamics.lr, cfg,
+                        run.state, run.save, run.tracker, on_eval, dist=dist, precision=cfg.dynamics.precision,
+                        clock=run.run_clock, warmup_share=cfg.dynamics.warmup_share)
+    frames = summary["steps"] * cfg.dynamics.batch_size * dist.world_size * sequence_frames(model, cfg)
+    summary["frames_per_s"] = frames / summary["seconds"]
     summary["compiled"] = compile_step
-    run.next_phase("outcome" if cfg.outcome_share > 0 else "done")
+    run.next_phase("outcome" if cfg.outcome.share > 0 else "done")
     return summary
 
 
@@ -252,18 +251,13 @@ def _phases(run: _Run, held_eps: list[int]) -> dict:
         summary["tokenizer"] = _tokenizer_phase(run)
     if run.state["phase"] == "termination" and model.termination is None:
         run.state["phase"] = "dynamics"  # the dynamics' end head reads terminations: no phase of its own
-    if run.state["phase"] == "outcome" and run.cfg.outcome_share <= 0:  # resumed with the phase switched off
+    if run.state["phase"] == "outcome" and run.cfg.outcome.share <= 0:  # resumed with the phase switched off
         run.next_phase("done")
     if run.state["phase"] != "done":
         model.tokenizer.requires_grad_(False)
         tokens = encode_frames(model, run.steps.frames, progress=run.dist.is_main)
-    if run.state["phase"] in ("refiner", "termination"):
-        fresh = drawings(model.tokenizer, tokens)  # (F, H, W, 3) the tokenizer's drawings of the frames
-    if run.state["phase"] == "refiner":
-        summary["refiner"] = refiner_phase(model, run.steps, fresh, *args, run.state, run.save, run.tracker,
-                                           run.dist)
-        run.next_phase("termination")
     if run.state["phase"] == "termination":
+        fresh = drawings(model.tokenizer, tokens)  # (F, H, W, 3) the tokenizer's drawings of the frames
         summary["termination"] = termination_phase(model, run.steps, fresh, *args, run.state, run.save, run.tracker,
                                                    run.dist, run.run_clock)
         run.next_phase("dynamics")  # saved with the corrected prior
@@ -286,8 +280,6 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_eps, held_eps = split_episodes(ds, cfg.holdout)
     model, state = _start(ds, data, out, model_cfg, cfg, resume, dist.device, train_eps)
-    if model.termination is not None and model.termination.reward_head is not None:
-        cfg = replace(cfg, outcome_share=0.0)  # the CNN reads rewards and endings: the dynamics' heads go unread
     check_shares(cfg, model)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
     if dist.active:
@@ -318,5 +310,5 @@ def train(data: str, out: str, model_cfg: WorldModelConfig, cfg: TrainConfig, re
 
 
 def sequence_frames(model: WorldModel, cfg: TrainConfig) -> int:
-    """Steps per dynamics training sequence: cfg.sequence_frames, or the model's context."""
-    return cfg.sequence_frames or model.cfg.dynamics.context_frames
+    """Steps per dynamics training sequence: cfg.dynamics.sequence_frames, or the model's context."""
+    return cfg.dynamics.sequence_frames or model.cfg.dynamics.context_frames
