@@ -3,6 +3,7 @@ play opens the default world and its agent, and names that are not shipped get a
 
 import json
 import shutil
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -95,3 +96,37 @@ def test_play_opens_the_default_world_and_its_agent(run, tmp_path, shipped):
     with pytest.raises(FileNotFoundError, match="available: bricks"):
         worlds.path("catch")
     assert build_app(PlayArgs(checkpoint=str(run), window=PlayOptions(script="wait"))).agent is None
+
+
+def test_make_worlds_quick_makes_a_world_that_loads_plays_and_reports(tmp_path, monkeypatch):
+    """scripts/make_worlds.py trains with `dreamworld train`'s defaults and nothing per game; --quick runs every stage
+    on toy budgets: a float16 world under
+    the size cap with its object-observation agent, `dreamworld evaluate`'s report (object recall, closed loop) in
+    its metrics.json, a play screenshot; run again, it reuses what it made."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("make_worlds", Path(__file__).parents[1] / "scripts/make_worlds.py")
+    make_worlds = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_worlds", make_worlds)  # its dataclasses look their module up
+    spec.loader.exec_module(make_worlds)
+    from dreamworld.train.config import TrainConfig
+
+    for game in ("Bricks", "Cave", "Catch"):  # one recipe: the default command with the budget of the bar
+        assert make_worlds._train_config(make_worlds.MakeWorldsArgs(games=(game,))) == TrainConfig(minutes=15.0)
+    args = make_worlds.MakeWorldsArgs(games=("Catch",), work=str(tmp_path / "work"), out=str(tmp_path / "worlds"),
+                                      docs=str(tmp_path / "docs"), wandb="disabled", threads=1, quick=True)
+    make_worlds.main(args)
+    world = tmp_path / "worlds" / "catch"
+    assert sorted(p.name for p in world.iterdir()) == ["agent", "config.json", "metrics.json", "model.safetensors",
+                                                      "starts.safetensors"]
+    metrics = json.loads((world / "metrics.json").read_text())
+    assert metrics["weights"] == "float16" and metrics["size_bytes"] <= worlds.MAX_BYTES
+    assert set(metrics["object_recall"]) >= {"1", "16"} and len(metrics["closed_loop"]["policies"]) == 4
+    assert metrics["agent"]["obs_type"] == "objects" and metrics["play"]["frames"] == 8
+    assert load(world).cfg.env_id == "dreamworld/Catch-v0" and load_agent(world / "agent").obs_type == "objects"
+    assert (tmp_path / "docs" / "catch.gif").stat().st_size > 0 and (tmp_path / "docs" / "catch_play.png").is_file()
+    trained = (tmp_path / "work" / "catch" / "world_model" / "model.safetensors").stat().st_mtime_ns
+    make_worlds.main(args)  # again: the world model and the agent are reused
+    assert (tmp_path / "work" / "catch" / "world_model" / "model.safetensors").stat().st_mtime_ns == trained
+
