@@ -105,10 +105,10 @@ def _make_atari(env_id: str, *, size, render_mode, noop_max: int = 30, **options
 def _make_gymnasium(env_id: str, *, size, render_mode, **options) -> gym.Env:
     """Any registered Gymnasium env; non-image observations are replaced by the rgb_array render."""
     spec = _spec_or_error(env_id)
-    creator = spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(
-        spec.entry_point)
-    renders_rgb = "rgb_array" in getattr(creator, "metadata", {}).get("render_modes", [])
-    try:
+    try:  # importing the env's module (load_env_creator) may be what finds a dependency missing
+        creator = spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(
+            spec.entry_point)
+        renders_rgb = "rgb_array" in getattr(creator, "metadata", {}).get("render_modes", [])
         env = gym.make(spec, **({"render_mode": "rgb_array"} if renders_rgb else {}), **options)
     except gym.error.DependencyNotInstalled as e:
         extra = "box2d" if "box2d" in str(e).lower() else None

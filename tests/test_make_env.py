@@ -98,3 +98,15 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(monkeypatch,
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else find_spec(name, *a))
     with pytest.raises(ImportError, match=rf"pip install 'dreamworld\[{extra}\]'"):
         make_env(env_id)
+
+
+def test_box2d_missing_is_named_with_its_extra(monkeypatch):
+    """CarRacing without Box2D (gymnasium finds it missing while importing the env's module): an ImportError naming
+    the box2d extra, not gymnasium's traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "Box2D", None)  # import Box2D raises ImportError
+    for name in [m for m in sys.modules if m.startswith("gymnasium.envs.box2d")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ImportError, match=r"CarRacing-v3 .*pip install 'dreamworld\[box2d\]'"):
+        make_env("CarRacing-v3")

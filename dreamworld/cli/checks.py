@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import re
+import typing
 from pathlib import Path
 
 MAX_INT = 2**31 - 1
@@ -65,11 +66,14 @@ def _flag(prefix: str, name: str) -> str:
     return f"--{prefix}{name.replace('_', '-')}"
 
 
-def _omits_prefix(field: dataclasses.Field) -> bool:
-    """Whether tyro gives the nested dataclass in `field` no prefix (its annotation, a string under postponed
-    evaluation, names tyro.conf.OmitArgPrefixes or renames the field to nothing, tyro.conf.arg(name=""))."""
-    annotation = str(field.type)
-    return "OmitArgPrefixes" in annotation or 'arg(name="")' in annotation
+def _omits_prefix(cls: type, field: dataclasses.Field) -> bool:
+    """Whether tyro gives the nested dataclass in `field` of `cls` no prefix: its annotation carries
+    tyro.conf.OmitArgPrefixes or renames the field to nothing (tyro.conf.arg(name=""))."""
+    import tyro
+
+    hint = typing.get_type_hints(cls, include_extras=True)[field.name]
+    markers = typing.get_args(hint)[1:] if typing.get_origin(hint) is typing.Annotated else ()
+    return any(m is tyro.conf.OmitArgPrefixes or getattr(m, "name", None) == "" for m in markers)
 
 
 def _fields(obj, prefix: str = ""):
@@ -77,7 +81,7 @@ def _fields(obj, prefix: str = ""):
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
-            yield from _fields(value, prefix if _omits_prefix(f) else f"{prefix}{f.name}.")
+            yield from _fields(value, prefix if _omits_prefix(type(obj), f) else f"{prefix}{f.name}.")
         else:
             yield _flag(prefix, f.name), f.name, value
 
