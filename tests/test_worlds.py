@@ -115,8 +115,11 @@ def test_make_worlds_quick_makes_a_world_that_loads_plays_and_reports(tmp_path, 
     for game in ("Bricks", "Cave", "Catch"):  # one recipe: the default command with the budget of the bar
         assert make_worlds._train_config(make_worlds.MakeWorldsArgs(games=(game,))) == TrainConfig(minutes=15.0)
     args = make_worlds.MakeWorldsArgs(games=("Catch",), work=str(tmp_path / "work"), out=str(tmp_path / "worlds"),
-                                      docs=str(tmp_path / "docs"), wandb="disabled", threads=1, quick=True)
+                                      docs=str(tmp_path / "docs"), wandb="disabled", threads=2, quick=True)
+    threads = torch.get_num_threads()
     make_worlds.main(args)
+    assert torch.get_num_threads() == 2  # play's one thread does not carry over to the next game's training
+    torch.set_num_threads(threads)
     world = tmp_path / "worlds" / "catch"
     assert sorted(p.name for p in world.iterdir()) == ["agent", "config.json", "metrics.json", "model.safetensors",
                                                       "starts.safetensors"]
