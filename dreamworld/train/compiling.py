@@ -46,7 +46,8 @@ def should_compile(choice: str, device: torch.device | str, steps: int | None, s
         raise ValueError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {choice!r}")
     missing = compiler_missing(device)
     if choice == "on" and missing:
-        raise RuntimeError(f"--compile on, but torch.compile cannot run: {missing}; or pass --dynamics.compile off")
+        raise RuntimeError(f"--dynamics.compile on, but torch.compile cannot run: {missing}; or pass "
+                           "--dynamics.compile off")
     if choice != "auto":
         return choice == "on"
     long_enough = (seconds or 0.0) >= AUTO_MIN_SECONDS or (steps or 0) >= AUTO_MIN_STEPS
