@@ -12,3 +12,22 @@ def test_tokenizer_batches_show_the_frames_episodes_ended_on():
     assert 0.23 < share < 0.27  # a quarter, against 0.3% for a uniform draw
     plain = frames_with_endings(frames, torch.tensor([], dtype=torch.long), 100, 0.25, torch.Generator())
     assert plain.shape == (100,)  # a dataset without endings draws uniformly
+
+
+def test_near_miss_codes_move_one_digit_one_level_in_the_share_asked():
+    from dreamworld.train.data import near_miss_codes
+
+    levels = [8, 5, 5, 5]
+    tokens = torch.randint(1000, (200, 64), generator=torch.Generator().manual_seed(0))
+    moved = near_miss_codes(tokens, levels, 0.3, torch.Generator().manual_seed(1))
+    basis = torch.tensor([1, 8, 40, 200])
+
+    def digits(t):
+        return t[..., None] // basis % torch.tensor(levels)  # (..., 4)
+
+    changed = moved != tokens
+    assert 0.28 < changed.float().mean() < 0.32
+    diff = (digits(moved) - digits(tokens)).abs()  # (200, 64, 4)
+    assert torch.equal(diff.sum(-1), changed.long())  # one digit, one level, where a token moved; nothing elsewhere
+    assert ((moved >= 0) & (moved < 1000)).all()
+    assert torch.equal(near_miss_codes(tokens, levels, 0.0, torch.Generator()), tokens)

@@ -60,6 +60,9 @@ class DynamicsPhase:
     """peak learning rate"""
     warmup_share: float = 0.05
     """the warmup ends after this share of the phase's budget at the latest (0: after --warmup-steps only)"""
+    context_noise: float = 0.0
+    """share of the context tokens moved to a neighbouring code (one FSQ digit one level off) in training, the
+    targets left clean: the model learns to repair a dream's unlucky draws (data.near_miss_codes)"""
     precision: Precision = "auto"
     """forward passes in bfloat16 autocast (weights, optimiser and losses stay float32) or float32; auto takes
     bfloat16 where the device computes it natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs)"""

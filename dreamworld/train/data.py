@@ -97,3 +97,19 @@ class WindowSampler:
         frame_idx = torch.cat([steps_idx, steps_idx[:, -1:] + 1], 1)  # (B, T+1)
         return {"tokens": self.tokens[frame_idx], "actions": self.steps.actions[steps_idx],
                 "rewards": self.steps.rewards[steps_idx], "ends": self.steps.ends[steps_idx], "mask": mask}
+
+
+def near_miss_codes(tokens: torch.Tensor, levels: list[int], share: float, generator: torch.Generator) -> torch.Tensor:
+    """Tokens (...,) with `share` of them moved to a neighbouring code: one FSQ digit one level up or down (down or
+    up at the ends of its range). A neighbouring code draws nearly the same patch, as a dream's unlucky draw does;
+    a dynamics model fed such codes as context, and asked for the true next frame, learns to pull a dream back onto
+    the frames the game shows."""
+    basis = torch.cumprod(torch.tensor([1, *levels[:-1]]), 0)  # (D,)
+    levels_t = torch.tensor(levels)  # (D,)
+    hit = torch.rand(tokens.shape, generator=generator) < share  # (...,)
+    digit = torch.randint(len(levels), tokens.shape, generator=generator)  # (...,) which digit moves
+    step = torch.randint(2, tokens.shape, generator=generator) * 2 - 1  # (...,) +1 or -1
+    value = tokens // basis[digit] % levels_t[digit]  # (...,) that digit's level
+    step = torch.where((value + step < 0) | (value + step >= levels_t[digit]), -step, step)
+    return torch.where(hit, tokens + step * basis[digit], tokens)
+

@@ -30,7 +30,7 @@ from dreamworld.model.world_model import WorldModel, WorldModelConfig
 from dreamworld.tracking import Tracker
 from dreamworld.train.compiling import compiled, should_compile
 from dreamworld.train.config import TrainConfig
-from dreamworld.train.data import Steps, WindowSampler, frames_with_endings, load_steps, split_episodes
+from dreamworld.train.data import Steps, WindowSampler, frames_with_endings, load_steps, near_miss_codes, split_episodes
 from dreamworld.train.distributed import Distributed
 from dreamworld.train.optional_phases import outcome_phase, termination_phase
 from dreamworld.train.phases import RunClock, check_shares, phase_budget, run_phase
@@ -75,7 +75,8 @@ def dynamics_loss(model: WorldModel, batch: dict, cfg: TrainConfig,
     to use (a compiled one, `compiling.compiled`); default `model.dynamics`."""
     tokens, mask = batch["tokens"], batch["mask"].float()  # (B, T+1, N), (B, T)
     forward = model.dynamics if forward is None else forward
-    digit_logits, reward_logits, end_logits = forward(tokens[:, :-1], batch["actions"], tokens[:, 1:])
+    inputs = batch.get("inputs", tokens[:, :-1])  # (B, T, N): the context, maybe with near-miss codes
+    digit_logits, reward_logits, end_logits = forward(inputs, batch["actions"], tokens[:, 1:])
     # end_logits: None when the model reads terminations off frames (trained in their own phase)
     targets = model.dynamics.digits(tokens[:, 1:])  # (B, T, N, len(levels))
     token_loss = 0.0
@@ -227,7 +228,11 @@ def _dynamics_phase(run: _Run, tokens: torch.Tensor, held_eps: list[int]) -> dic
     net = dist.wrap(model.dynamics, lambda batch: dynamics_loss(model, batch, cfg, forward))
 
     def loss():
-        return net({k: v.to(dist.device) for k, v in sampler.sample(cfg.dynamics.batch_size).items()})
+        batch = sampler.sample(cfg.dynamics.batch_size)
+        if cfg.dynamics.context_noise > 0:
+            batch["inputs"] = near_miss_codes(batch["tokens"][:, :-1], model.dynamics.levels,
+                                              cfg.dynamics.context_noise, run.generator)  # (B, T, N)
+        return net({k: v.to(dist.device) for k, v in batch.items()})
 
     def on_eval(step: int) -> None:
         if held_eps:
