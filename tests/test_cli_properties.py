@@ -48,7 +48,7 @@ ZERO_IS_BAD = {"steps", "num_envs", "size", "threads", "batch_size", "sequence_f
                "termination_channels", "tokenizer_channels", "dynamics_size", "episode_max_steps", "minutes",
                "train_minutes", "agent_minutes", "lr", "checkpoint_seconds", "eval_seconds", "grad_clip"}
 ALLOCATES = {"num_envs", "agent_envs", "size", "threads", "scale", "record_scale"}  # 100,000 of them is too many
-SHARES = {"epsilon", "holdout", "share"}  # and every *_share: above 1 is bad
+SHARES = {"epsilon", "holdout", "share", "context_noise"}  # and every *_share: above 1 is bad
 TUPLES = {"size": ["64", "64"], "termination_channels": ["16", "32", "32"], "tokenizer_channels": ["32", "64", "128"],
           "dynamics_size": ["128", "2", "2"]}  # good values; one item goes bad
 OUT_DIRS, IN_DIRS, OUT_FILES = {"out", "save_to", "recordings"}, {"data", "checkpoint", "agent"}, {"record",

@@ -16,8 +16,8 @@ from dreamworld.checkpoint import load_train_state
 from dreamworld.envs import EpisodeDataset
 
 TOY = ["--wandb", "disabled", "--threads", "1", "--collect-envs", "2", "--train.steps", "4",
-       "--train.dynamics.batch-size", "2", "--train.tokenizer.batch-size", "4", "--train.holdout", "0", "--agent.steps", "32", "--agent.num-envs",
-       "4", "--agent.actor-critic.horizon", "8", "--agent.eval-every", "1", "--agent.eval-episodes", "2",
+       "--train.dynamics.batch-size", "2", "--train.tokenizer.batch-size", "4", "--train.holdout", "0",
+       "--agent.steps", "32", "--agent.num-envs", "4", "--agent.actor-critic.horizon", "8", "--agent.eval-every", "1", "--agent.eval-episodes", "2",
        "--agent.eval-max-steps", "5", "--agent.max-episode-steps", "20", "--agent.no-video"]
 
 

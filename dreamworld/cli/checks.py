@@ -38,8 +38,8 @@ CAPS = {"num_envs": 4096, "collect_envs": 4096, "agent_envs": 4096, "threads": 1
 SHARE = (0.0, 1.0, False)
 POSITIVE = (0.0, MAX_FLOAT, True)
 FLOATS = {
-    **dict.fromkeys(["epsilon", "share", "event_share", "end_share", "warmup_share", "gamma", "lam", "gae_lambda",
-                     "slow_critic", "return_decay"], SHARE),
+    **dict.fromkeys(["epsilon", "share", "event_share", "end_share", "warmup_share", "context_noise", "gamma", "lam",
+                     "gae_lambda", "slow_critic", "return_decay"], SHARE),
     "holdout": (0.0, 0.99, False),
     **dict.fromkeys(["minutes", "train_minutes", "agent_minutes", "lr", "actor_lr", "critic_lr",
                      "checkpoint_seconds", "eval_seconds", "grad_clip", "max_grad_norm"], POSITIVE),
