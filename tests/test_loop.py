@@ -17,8 +17,9 @@ from dreamworld.envs import EpisodeDataset
 
 TOY = ["--wandb", "disabled", "--threads", "1", "--collect-envs", "2", "--train.steps", "4",
        "--train.dynamics.batch-size", "2", "--train.tokenizer.batch-size", "4", "--train.holdout", "0",
-       "--agent.steps", "32", "--agent.num-envs", "4", "--agent.actor-critic.horizon", "8", "--agent.eval-every", "1", "--agent.eval-episodes", "2",
-       "--agent.eval-max-steps", "5", "--agent.max-episode-steps", "20", "--agent.no-video"]
+       "--agent.steps", "32", "--agent.num-envs", "4", "--agent.actor-critic.horizon", "8", "--agent.eval-every", "1",
+       "--agent.eval-episodes", "2", "--agent.eval-max-steps", "5", "--agent.max-episode-steps", "20",
+       "--agent.no-video"]
 
 
 def _loop(out, real_steps, per_iteration, *extra):
