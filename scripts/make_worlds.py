@@ -108,9 +108,7 @@ def _screenshot(world: Path, out: Path, frames: int, seed: int) -> dict:
     from dreamworld.play.app import PlayOptions
 
     window = PlayOptions(fps=0, script=f"v,m,wait*{frames}", frames=frames, screenshot=str(out))
-    threads = torch.get_num_threads()
     stats = run_play(PlayArgs(checkpoint=str(world), agent=str(world / worlds.AGENT), seed=seed, window=window))
-    torch.set_num_threads(threads)  # play sets its own (one); the next game trains with this run's
     return {"frames": stats.frames, "fps": stats.fps}
 
 

@@ -92,9 +92,13 @@ def build_app(args: PlayArgs) -> PlayApp:
 
 
 def run_play(args: PlayArgs) -> PlayStats:
-    """Play, then print what happened."""
+    """Play, then print what happened. Torch runs on `args.threads` while playing and on the caller's count after."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    stats = build_app(args).run()
+    try:
+        stats = build_app(args).run()
+    finally:
+        torch.set_num_threads(threads)
     rows = {"frames": stats.frames, "fps reached": f"{stats.fps:.1f}"}
     if stats.work_ms:
         rows["frame time median / p95 (ms)"] = (f"{np.median(stats.interval_ms):.1f} / "
