@@ -4,8 +4,8 @@ number of steps, so this is the comparison that decides the tiny preset's widths
 `--tokenizer.batch-size`.
 
     python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
-        [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--variants default worst_weight=4 lr=4e-3]
-        [--json results/tokenizer_phase_cpu.json]
+        [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--levels 8,5,5,5 8,8,5,5,5]
+        [--variants default worst_weight=4 lr=4e-3] [--json results/tokenizer_phase_cpu.json]
 
 Each variant of the same widths starts from the same weights, and every variant from the same canvas; each runs
 `run_phase("tokenizer", ...)` as `dreamworld train` does (its batches, end share, learning-rate schedule). Scored on
@@ -54,6 +54,9 @@ class Args:
     """tokenizer batch sizes to compare (frames per step), each with every precision"""
     channels: list[str] = field(default_factory=lambda: [",".join(map(str, preset("tiny").tokenizer.channels))])
     """tokenizer stage widths to compare, each as comma-separated numbers (the tiny preset's by default)"""
+    levels: list[str] = field(default_factory=lambda: [",".join(map(str, preset("tiny").tokenizer.levels))])
+    """FSQ levels to compare, each as comma-separated numbers (the tiny preset's by default; more or larger levels
+    give more codes, so fewer patches that differ share one)"""
     variants: list[str] = field(default_factory=lambda: ["default"])
     """loss and learning-rate variants to compare, each `default` or comma-separated FIELD=VALUE of the tokenizer's
     config (`worst_weight=4,change_weight=8`) or `lr=VALUE` (the peak learning rate)"""
@@ -121,10 +124,11 @@ def main(args: Args) -> dict:
     canvas = torch.randperm(len(steps.frames), generator=torch.Generator().manual_seed(args.seed))
     canvas_frames = steps.frames[canvas[: cfg.tokenizer.canvas_frames].sort().values.numpy()]  # (C, H, W, 3)
     rows = {}
-    for widths, precision, batch_size, variant in itertools.product(args.channels, args.precisions, args.batch_sizes,
-                                                                    args.variants):
+    for widths, levels, precision, batch_size, variant in itertools.product(
+            args.channels, args.levels, args.precisions, args.batch_sizes, args.variants):
         model_cfg = preset("tiny")
         model_cfg.tokenizer.channels = [int(c) for c in widths.split(",")]
+        model_cfg.tokenizer.levels = [int(n) for n in levels.split(",")]
         model_cfg.tokenizer, lr = apply_variant(model_cfg.tokenizer, variant, cfg.tokenizer.lr)
         fit_to_dataset(model_cfg, ds, train_eps)
         torch.manual_seed(args.seed)
@@ -141,7 +145,7 @@ def main(args: Args) -> dict:
                           precision=precision)
         model.eval()
         worst = worst_pixel_errors(model, held_frames)
-        rows[f"{widths}, {resolve(precision, 'cpu')}, batch {batch_size}, {variant}"] = {
+        rows[f"{widths}, levels {levels}, {resolve(precision, 'cpu')}, batch {batch_size}, {variant}"] = {
             "params": sum(p.numel() for p in model.tokenizer.parameters()), "steps": phase["steps"],
             "seconds": phase["seconds"], "final_loss": phase["final_loss"],
             "heldout_reconstruction_psnr": reconstruction_psnr(model, ds, held, every=3, frames=2048),
@@ -150,7 +154,7 @@ def main(args: Args) -> dict:
             "objects": object_recall(model, ds, held),
             "unstable_codes": unstable_codes(model, held_frames_consecutive)}
     table = Table(title=f"tokenizer phase, {args.seconds:.0f} s each, {args.data}")
-    for col in ("widths, precision, batch, variant", "parameters", "steps", "final loss", "held-out PSNR",
+    for col in ("widths, levels, precision, batch, variant", "parameters", "steps", "final loss", "held-out PSNR",
                 "worst pixel median / p90", "object recall / precision", "unstable codes"):
         table.add_column(col, justify="right")
     for name, r in rows.items():

@@ -17,10 +17,11 @@ PRESETS = get_args(PresetName)
 def preset(name: str) -> WorldModelConfig:
     """The world-model config of a preset (env facts are filled in from the dataset at training time)."""
     if name == "tiny":
-        # 8x8 tokens of 8x8 pixels, each read from its own patch (stable codes) from 1,000 codes: a 2x2 gem is
-        # drawn where 16x16 patches of 64,000 codes smeared it (docs/experiments.md). A narrow, shallow transformer
-        # takes many steps in a CPU budget; the sampler draws a frame in 8 passes of 8 tokens
-        tok = TokenizerConfig(channels=[32, 64, 128], blocks=[1, 1, 1], levels=[8, 5, 5, 5], encoder="patches")
+        # 8x8 tokens of 8x8 pixels, each read from its own patch (stable codes) from 8,000 codes: a 2x2 gem is
+        # drawn where 16x16 patches of 64,000 codes smeared it, and a ball that 1,000 codes merged with the empty
+        # patch keeps a code of its own (docs/experiments.md). A narrow, shallow transformer takes many steps in a
+        # CPU budget; the sampler draws a frame in 8 passes of 8 tokens
+        tok = TokenizerConfig(channels=[32, 64, 128], blocks=[1, 1, 1], levels=[8, 8, 5, 5, 5], encoder="patches")
         dyn = DynamicsConfig(d_model=128, n_layers=2, n_heads=2, context_frames=8)
     elif name == "small":
         # 8x8 tokens: Atari frames carry more detail than the built-in games
