@@ -1,19 +1,22 @@
-"""Benchmark: the project's learners against a referee. On the real game, with the same observation and the same
-number of env steps, dreamworld's actor-critic and PPO and stable-baselines3's PPO each train from scratch, then
-play the same full real episodes; the table gives each one's return and its normalised score
-N = (agent - random) / (scripted - random). This is what says a dream-trained agent's shortfall is the dream's,
-not the learner's.
+"""Benchmark: the project's learners against a referee. On a built-in game (it has the scripted policy N needs),
+with the same observation and step budget, dreamworld's actor-critic and PPO and stable-baselines3's PPO each
+train from scratch in the real game, then play the same full real episodes; the table gives each one's return and
+its normalised score N = (agent - random) / (scripted - random). This is what says a dream-trained agent's
+shortfall is the dream's, not the learner's.
 
     python benchmarks/referee.py [--env Catch] [--obs-type objects] [--steps 200000] [--episodes 20]
         [--learners actor-critic ppo sb3-ppo] [--json benchmarks/results/referee_catch_cpu.json]
 
-The project's learners train as `dreamworld train-agent --train-in real` does (its defaults: 32 envs); SB3's PPO
-with its own defaults for the observation (MlpPolicy on object vectors, CnnPolicy on pixels; 8 envs). Every
-learner is scored on the same seeds with sampled (not greedy) actions, as `dreamworld` scores its agents.
+The project's learners train as `dreamworld train-agent --train-in real` does, with its defaults (32 envs); SB3's
+PPO with its own (MlpPolicy on object vectors, CnnPolicy on pixels; 8 envs, 2,048-step rollouts). Each stops at
+the end of the rollout that reaches `--steps`, so the steps each took are reported (SB3's rollouts give it up to
+16k more). Training time is the learning loop alone. Every learner is scored on the same seeds with sampled (not
+greedy) actions, as `dreamworld` scores its agents.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -40,7 +43,7 @@ SCORE_SEED = 30_000
 @dataclass
 class Args:
     env: str = "Catch"
-    """real game: a built-in one for object observations, any pixel env for pixels"""
+    """real game: a built-in one (Catch, Bricks, Cave)"""
     obs_type: Literal["objects", "pixels"] = "objects"
     """what every learner sees: the game parser's object vectors or the frames"""
     steps: int = AgentConfig.steps
@@ -66,10 +69,12 @@ class _SB3Policy:
         self.model = model
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Observations (N, *obs_shape) -> actions (N,)."""
         return self.model.predict(obs, deterministic=deterministic)[0]
 
 
-def _train_sb3(args: Args):
+def _train_sb3(args: Args) -> tuple[_SB3Policy, int, float]:
+    """SB3's PPO trained with its defaults in the real game: (policy, env steps taken, seconds learning)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -83,19 +88,24 @@ def _train_sb3(args: Args):
     envs = make_vec_env(make, n_envs=args.sb3_envs, seed=args.seed)
     policy = "MlpPolicy" if args.obs_type == "objects" else "CnnPolicy"
     model = PPO(policy, envs, seed=args.seed, device="cpu", verbose=0)
+    started = time.perf_counter()
     model.learn(total_timesteps=args.steps)
+    seconds = time.perf_counter() - started
     envs.close()
-    return _SB3Policy(model)
+    return _SB3Policy(model), model.num_timesteps, seconds
 
 
-def _train_own(args: Args, algo: str, out: str):
+def _train_own(args: Args, algo: str, out: str) -> tuple[object, int, float]:
+    """dreamworld's `algo` trained as `dreamworld train-agent --train-in real` does: (policy, env steps taken,
+    seconds learning)."""
     cfg = AgentConfig(algo=algo, obs_type=args.obs_type, train_in="real", steps=args.steps, eval_env=args.env,
                       eval_every=10**9, final_episodes=0, video=False, seed=args.seed)
-    train_agent(None, out, cfg, wandb="disabled", progress=False)
-    return load(out)
+    summary = train_agent(None, out, cfg, wandb="disabled", progress=False)
+    return load(out), summary["steps"], summary["seconds"]
 
 
 def _score(args: Args, policy) -> list[float]:
+    """Returns of `args.episodes` full real episodes, episode i seeded SCORE_SEED + i."""
     envs = real_envs(args.env, args.episodes, args.obs_type)
     returns = evaluate(policy, envs, seed=SCORE_SEED).returns
     envs.close()
@@ -103,28 +113,34 @@ def _score(args: Args, policy) -> list[float]:
 
 
 def main(args: Args) -> dict:
+    """Score the references, train and score each learner; print the table and return (and write) the results."""
+    if "sb3-ppo" in args.learners and importlib.util.find_spec("stable_baselines3") is None:
+        raise SystemExit("the referee is stable-baselines3: pip install 'dreamworld[dev]' (or leave out sb3-ppo)")
     torch.set_num_threads(args.threads)
     references = {name: policy_returns(args.env, name, args.episodes, None, SCORE_SEED)
                   for name in ("random", "scripted")}
     low, high = statistics.mean(references["random"]), statistics.mean(references["scripted"])
+    if high <= low:
+        raise SystemExit(f"{args.env}'s scripted policy scores {high:.2f}, no better than random play ({low:.2f}): "
+                         "N is undefined; raise --episodes")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for learner in args.learners:
-            started = time.perf_counter()
-            policy = _train_sb3(args) if learner == "sb3-ppo" else _train_own(args, learner, f"{tmp}/{learner}")
-            seconds = time.perf_counter() - started
+            policy, steps, seconds = (_train_sb3(args) if learner == "sb3-ppo"
+                                      else _train_own(args, learner, f"{tmp}/{learner}"))
             returns = _score(args, policy)
             rows.append({"learner": learner, "return": statistics.mean(returns), "std": statistics.pstdev(returns),
-                         "normalised": (statistics.mean(returns) - low) / (high - low), "seconds": seconds,
-                         "steps_per_s": args.steps / seconds, "returns": returns})
-    table = Table(title=f"{args.env}, {args.obs_type}, {args.steps:,} real steps each, {args.episodes} full episodes")
-    for column in ("learner", "return", "N", "train seconds", "steps/s"):
+                         "normalised": (statistics.mean(returns) - low) / (high - low), "steps": steps,
+                         "seconds": seconds, "steps_per_s": steps / seconds, "returns": returns})
+    table = Table(title=f"{args.env}, {args.obs_type}, about {args.steps:,} real steps each, {args.episodes} full "
+                        "episodes")
+    for column in ("learner", "return", "N", "steps", "train seconds", "steps/s"):
         table.add_column(column, justify="left" if column == "learner" else "right")
     for name, returns in references.items():
-        table.add_row(name, f"{statistics.mean(returns):.2f} ± {statistics.pstdev(returns):.2f}", "", "", "")
+        table.add_row(name, f"{statistics.mean(returns):.2f} ± {statistics.pstdev(returns):.2f}", "", "", "", "")
     for row in rows:
         table.add_row(row["learner"], f"{row['return']:.2f} ± {row['std']:.2f}", f"{row['normalised']:.2f}",
-                      f"{row['seconds']:.0f}", f"{row['steps_per_s']:.0f}")
+                      f"{row['steps']:,}", f"{row['seconds']:.0f}", f"{row['steps_per_s']:.0f}")
     Console().print(table)
     return save_results(args, settings={k: v for k, v in vars(args).items() if k != "json"},
                         references={k: {"return": statistics.mean(v), "returns": v} for k, v in references.items()},

@@ -1,13 +1,14 @@
-"""Benchmark: the tokenizer phase for the same wall time in each stage width, precision, batch size and loss
-variant, then how well the tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time, not a
-number of steps, so this is the comparison that decides the tiny preset's widths, `--tokenizer.precision` and
-`--tokenizer.batch-size`.
+"""Benchmark: the tokenizer phase for the same wall time in each stage width, FSQ levels, precision, batch size and
+loss variant, then how well the tokenizer draws the held-out frames. A 15-minute run gives the tokenizer a time,
+not a number of steps, so this is the comparison that decides the tiny preset's widths and levels,
+`--tokenizer.precision` and `--tokenizer.batch-size`.
 
     python benchmarks/tokenizer_phase.py --data DATA [--seconds 180] [--precisions float32 bfloat16]
         [--batch-sizes 32 16] [--channels 16,32,64,128 32,64,128,128] [--levels 8,5,5,5 8,8,5,5,5]
-        [--variants default worst_weight=4 lr=4e-3] [--json results/tokenizer_phase_cpu.json]
+        [--variants default worst_weight=4 lr=4e-3] [--json benchmarks/results/tokenizer_phase_cpu.json]
 
-Each variant of the same widths starts from the same weights, and every variant from the same canvas; each runs
+Each variant of the same widths and levels starts from the same weights (every one from the same seed), and every
+variant from the same canvas; each runs
 `run_phase("tokenizer", ...)` as `dreamworld train` does (its batches, end share, learning-rate schedule). Scored on
 the held-out split: reconstruction PSNR (`dreamworld.evaluate.fidelity.reconstruction_psnr`) and each frame's worst
 pixel error, which a missing 2x2 gem shows. From a clean checkout, record DATA first:
@@ -110,8 +111,8 @@ def apply_variant(tokenizer: TokenizerConfig, variant: str, lr: float) -> tuple[
 
 
 def main(args: Args) -> dict:
-    """Train one tokenizer per stage widths, precision, batch size and variant for the same time; print the table
-    and return (and write) the results."""
+    """Train one tokenizer per stage widths, levels, precision, batch size and variant for the same time; print the
+    table and return (and write) the results."""
     flush_denormals()
     torch.set_num_threads(args.threads)
     ds = EpisodeDataset(args.data)
