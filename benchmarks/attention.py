@@ -3,7 +3,7 @@
 On CUDA: dreamworld's Triton kernels ("dreamworld") against PyTorch SDPA with a dense boolean mask (no
 mask, so the flash backend, when every key is visible) and FlexAttention with the same block mask, in
 bfloat16, timed with triton.testing.do_bench (median). On CPU: the PyTorch path as the model runs it (SDPA
-with a prebuilt mask, "sdpa+mask", against the dreamworld dispatcher), at the model's shapes, timed with
+with a prebuilt mask, "sdpa+mask", against the dreamworld dispatcher), at the tiny preset's shapes, timed with
 time.perf_counter (median); the JSON records threads, MALLOC_* settings and the load average, since these
 cores are shared.
 Throughput counts only visible query-key pairs: 4 * B * H * pairs * D FLOPs forward, 2.5x that backward.
@@ -101,31 +101,43 @@ def _forward_and_backward(fn: Callable, q, k, v, grad) -> Callable[[], None]:
     return step
 
 
+CPU_SHAPES = (
+    # (what, batch, heads, frames, tokens per frame, head dim): the tiny preset as training and dreams run it
+    ("dynamics block", 8, 2, 8, 64, 64),  # 8 sequences of 8 frames x 64 tokens
+    ("token decoder", 64, 2, 8, 8, 64),  # every frame of that batch: 64 tokens in 8 groups of 8
+    ("dream step", 256, 2, 8, 64, 64),  # 256 dreams, one frame of queries against a full window
+)
+
+
 def cpu_rows(args: Args) -> list[Row]:
-    """The PyTorch path at the model's shapes: 16 frames x 16 tokens, plus a one-frame KV-cache step."""
-    frame, n = 16, 256
+    """The PyTorch path at the tiny preset's shapes, in float32 and bfloat16: SDPA with the prebuilt mask
+    ("sdpa+mask") against the dreamworld dispatcher, forward, forward + backward and the KV-cache step."""
     rows = []
-    for batch, heads, head_dim in [(16, 4, 32), (64, 4, 32), (16, 8, 64), (64, 8, 64)]:
-        gen = torch.Generator().manual_seed(0)
-        q, k, v, grad = (torch.randn(batch, heads, n, head_dim, generator=gen) for _ in range(4))
-        for case, n_q in (("fwd", n), ("fwd+bwd", n), ("kv-step", frame)):
-            mask = frame_mask(n_q, n, frame, args.window_frames)
-            options = {"tokens_per_frame": frame, "window_frames": args.window_frames, "backend": "torch"}
-            impls = {
-                "sdpa+mask": partial(F.scaled_dot_product_attention, attn_mask=mask),
-                "dreamworld": partial(attention, **options),
-            }
-            flops = 4 * batch * heads * visible_pairs(n_q, n, frame, args.window_frames) * head_dim
-            q_case = q[:, :, n - n_q:]  # (B, H, n_q, D): the last n_q positions
-            if case == "fwd+bwd":
-                steps = {impl: _forward_and_backward(fn, q_case, k, v, grad) for impl, fn in impls.items()}
-                timings, work = cpu_median_ms(steps, args.repeats), 3.5 * flops
-            else:
-                with torch.no_grad():
-                    steps = {impl: partial(fn, q_case, k, v) for impl, fn in impls.items()}
-                    timings, work = cpu_median_ms(steps, args.repeats), flops
-            for impl, ms in timings.items():
-                rows.append(Row(case, impl, batch, heads, n_q, n, head_dim, frame, ms, work / (ms * 1e-3)))
+    for what, batch, heads, frames, frame, head_dim in CPU_SHAPES:
+        n = frames * frame
+        cases = (("kv-step", frame),) if what == "dream step" else (("fwd", n), ("fwd+bwd", n))
+        for dtype in (torch.float32, torch.bfloat16):
+            gen = torch.Generator().manual_seed(0)
+            q, k, v, grad = (torch.randn(batch, heads, n, head_dim, generator=gen).to(dtype) for _ in range(4))
+            for case, n_q in cases:
+                mask = frame_mask(n_q, n, frame, args.window_frames)
+                options = {"tokens_per_frame": frame, "window_frames": args.window_frames, "backend": "torch"}
+                impls = {
+                    "sdpa+mask": partial(F.scaled_dot_product_attention, attn_mask=mask),
+                    "dreamworld": partial(attention, **options),
+                }
+                flops = 4 * batch * heads * visible_pairs(n_q, n, frame, args.window_frames) * head_dim
+                q_case = q[:, :, n - n_q:]  # (B, H, n_q, D): the last n_q positions
+                if case == "fwd+bwd":
+                    steps = {impl: _forward_and_backward(fn, q_case, k, v, grad) for impl, fn in impls.items()}
+                    timings, work = cpu_median_ms(steps, args.repeats), 3.5 * flops
+                else:
+                    with torch.no_grad():
+                        steps = {impl: partial(fn, q_case, k, v) for impl, fn in impls.items()}
+                        timings, work = cpu_median_ms(steps, args.repeats), flops
+                for impl, ms in timings.items():
+                    rows.append(Row(f"{what} {case}", f"{impl} {str(dtype)[6:]}", batch, heads, n_q, n, head_dim,
+                                    frame, ms, work / (ms * 1e-3)))
     return rows
 
 

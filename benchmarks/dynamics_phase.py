@@ -111,8 +111,8 @@ def main(args: Args) -> dict:
         def loss(model=model, sampler=sampler, forward=forward, variant=variant):
             return dynamics_loss(model, sampler.sample(variant.dynamics.batch_size), variant, forward)
 
-        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, lr or variant.dynamics.lr,
-                          variant,
+        peak = lr or variant.dynamics.peak_lr(model.cfg.dynamics.d_model)
+        phase = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, peak, variant,
                           {"global_step": 0}, lambda _: None, Tracker("disabled", ".", {}, "bench"),
                           warmup_share=warmup_share)
         model.eval()

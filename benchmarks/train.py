@@ -99,7 +99,7 @@ def bench_preset(name: str, precision: str, steps: int, device: str = "cpu", com
              "rewards": torch.zeros(B, seq), "ends": torch.zeros(B, seq, dtype=torch.bool),
              "mask": torch.ones(B, seq, dtype=torch.bool)}
     batch = {key: value.to(device) for key, value in batch.items()}
-    dyn_opt = adamw(model.dynamics.parameters(), train.dynamics.lr, train, fused)
+    dyn_opt = adamw(model.dynamics.parameters(), train.dynamics.peak_lr(model.cfg.dynamics.d_model), train, fused)
 
     def dynamics_step(forward=None):
         with autocast(precision, device):

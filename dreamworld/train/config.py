@@ -56,8 +56,9 @@ class DynamicsPhase:
     sequence_frames: int | None = None
     """steps per training sequence (default: the model's context_frames; a step costs in proportion); attention
     inside a sequence reaches back context_frames frames, as in generation"""
-    lr: float = 1e-3
-    """peak learning rate"""
+    lr: float | None = None
+    """peak learning rate (default: `peak_lr`, 4e-3 for the tiny preset's 128-wide transformer, scaled as 1 / width
+    for wider ones)"""
     warmup_share: float = 0.05
     """the warmup ends after this share of the phase's budget at the latest (0: after --warmup-steps only)"""
     context_noise: float = 0.0
@@ -70,6 +71,11 @@ class DynamicsPhase:
     """compile the training step with torch.compile (compiling.py; the first step compiles, ~30 s cold). auto: on
     for a phase of at least 2 minutes (or 1,000 steps) where a C++ compiler (CPU) or Triton (CUDA) is found; on:
     always (an error where it cannot); off: never"""
+
+
+    def peak_lr(self, d_model: int) -> float:
+        """The peak learning rate for a transformer `d_model` wide: `lr`, or 4e-3 * 128 / d_model."""
+        return self.lr if self.lr is not None else 4e-3 * 128 / d_model
 
 
 @dataclass

@@ -238,8 +238,9 @@ def _dynamics_phase(run: _Run, tokens: torch.Tensor, held_eps: list[int]) -> dic
         if held_eps:
             log_eval(model, run.ds, held_eps, run.tracker, step, samples=max(1, cfg.eval_samples // 2))
 
-    summary = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, cfg.dynamics.lr, cfg,
-                        run.state, run.save, run.tracker, on_eval, dist=dist, precision=cfg.dynamics.precision,
+    peak_lr = cfg.dynamics.peak_lr(model.cfg.dynamics.d_model)
+    summary = run_phase("dynamics", model, list(model.dynamics.parameters()), loss, peak_lr, cfg, run.state,
+                        run.save, run.tracker, on_eval, dist=dist, precision=cfg.dynamics.precision,
                         clock=run.run_clock, warmup_share=cfg.dynamics.warmup_share)
     frames = summary["steps"] * cfg.dynamics.batch_size * dist.world_size * sequence_frames(model, cfg)
     summary["frames_per_s"] = frames / summary["seconds"]
