@@ -356,7 +356,7 @@ def test_every_train_option_on_the_command_line_reaches_train(monkeypatch, tmp_p
             elif isinstance(default, str):
                 value = next(c for c in get_args(hints[field.name]) if c != default)
             elif default is None:
-                value = {"minutes": 2.5, "steps": 7, "sequence_frames": 4}[field.name]
+                value = {"minutes": 2.5, "steps": 7, "sequence_frames": 4, "lr": 2e-3}[field.name]
             elif isinstance(default, int):
                 value = default + 1
             else:
