@@ -6,9 +6,9 @@ take SDPA's fastest paths. (SDPA's `is_causal` aligns the diagonal top-left when
 are the last Nq positions, so a non-square causal case keeps its explicit mask.)
 
 On the CPU a masked call over at most `MATH_MAX_KEYS` keys runs as two matmuls around a float32 softmax, where
-SDPA's CPU flash kernel spends its time on per-block overhead (benchmarks/attention.py, 2 cores, forward +
-backward of the token decoder's 64 positions: 4.8 ms against 14.4 in bfloat16, 5.7 against 8.5 in float32; at
-the dynamics' 512 positions the two are within noise of each other in a training step, so SDPA keeps those).
+SDPA's CPU flash kernel spends its time on per-block overhead (benchmarks/results/attention_cpu.json, 2 cores,
+forward + backward of the token decoder's 64 positions: 5.5 ms against 19.9 in bfloat16, alike in float32; at
+the dynamics' 512 positions the two are within the machine's noise of each other, so SDPA keeps those).
 """
 
 from functools import lru_cache
