@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from dreamworld.model.precision import Precision
 from dreamworld.train.compiling import Compile
 
+TINY_DYNAMICS_LR = 4e-3
+"""peak learning rate of the tiny preset's 128-wide dynamics (docs/experiments.md, *The dynamics learned at a
+quarter of the rate they could*); wider transformers take it scaled as 1 / width"""
+
 
 @dataclass
 class TokenizerPhase:
@@ -72,10 +76,9 @@ class DynamicsPhase:
     for a phase of at least 2 minutes (or 1,000 steps) where a C++ compiler (CPU) or Triton (CUDA) is found; on:
     always (an error where it cannot); off: never"""
 
-
     def peak_lr(self, d_model: int) -> float:
-        """The peak learning rate for a transformer `d_model` wide: `lr`, or 4e-3 * 128 / d_model."""
-        return self.lr if self.lr is not None else 4e-3 * 128 / d_model
+        """The peak learning rate for a transformer `d_model` wide: `lr`, or TINY_DYNAMICS_LR * 128 / d_model."""
+        return self.lr if self.lr is not None else TINY_DYNAMICS_LR * 128 / d_model
 
 
 @dataclass
